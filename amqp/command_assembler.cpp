@@ -1,0 +1,118 @@
+#include "amqp/command_assembler.h"
+
+#include <string>
+
+namespace warren::amqp {
+
+namespace {
+[[noreturn]] void unexpected(const std::string& text, uint16_t cls = 0, uint16_t mid = 0) {
+  throw ConnectionError(ReplyCode::kUnexpectedFrame, text, cls, mid);
+}
+}  // namespace
+
+void CommandAssembler::reset() {
+  state_ = State::kMethod;
+  body_size_ = 0;
+  discard_ = false;
+  properties_.clear();
+  body_.clear();
+}
+
+bool CommandAssembler::feed(const Frame& frame, Command& out) {
+  switch (state_) {
+    case State::kMethod: {
+      if (frame.type != kFrameMethod) {
+        unexpected("expected method frame, got non method frame instead");
+      }
+      Reader peek(frame.payload);
+      const uint16_t cls = peek.u16();
+      const uint16_t mid = peek.u16();
+      if (!method_known(cls, mid)) throw UnknownMethod(cls, mid);
+      class_id_ = cls;
+      method_id_ = mid;
+      if (method_has_content(cls, mid)) {
+        // The method's string views must outlive the frame: keep a copy of its payload.
+        method_bytes_.assign(frame.payload.data(), frame.payload.size());
+        Reader r(method_bytes_);
+        method_ = decode_method(r);
+        state_ = State::kHeader;
+        return false;
+      }
+      Reader r(frame.payload);
+      method_ = decode_method(r);
+      out.method = &method_;
+      out.class_id = cls;
+      out.method_id = mid;
+      out.has_content = false;
+      return true;
+    }
+    case State::kHeader: {
+      if (frame.type != kFrameHeader) {
+        unexpected("expected content header for class " + std::to_string(class_id_) +
+                       ", got non content header frame instead",
+                   class_id_, method_id_);
+      }
+      Reader r(frame.payload);
+      const uint16_t cls = r.u16();
+      const uint16_t weight = r.u16();
+      const uint64_t size = r.u64();
+      if (cls != class_id_) {
+        unexpected("expected content header for class " + std::to_string(class_id_) +
+                       ", got one for class " + std::to_string(cls) + " instead",
+                   class_id_, method_id_);
+      }
+      if (weight != 0) {
+        unexpected("content header weight must be zero", class_id_, method_id_);
+      }
+      const std::string_view props = r.bytes(r.remaining());
+      properties_.assign(props.data(), props.size());
+      body_size_ = size;
+      discard_ = size > max_body_;
+      body_.clear();
+      if (!discard_) body_.reserve(size);
+      if (size == 0) break;
+      state_ = State::kBody;
+      return false;
+    }
+    case State::kBody: {
+      if (frame.type != kFrameBody) {
+        unexpected("expected content body, got non content body frame instead", class_id_,
+                   method_id_);
+      }
+      const uint64_t have = (discard_ ? 0 : body_.size()) + frame.payload.size();
+      if (frame.payload.size() > body_size_ || (!discard_ && have > body_size_)) {
+        unexpected("content body exceeds the size announced in its header", class_id_,
+                   method_id_);
+      }
+      if (discard_) {
+        body_size_ -= frame.payload.size();
+        if (body_size_ != 0) return false;
+      } else {
+        body_.append(frame.payload.data(), frame.payload.size());
+        if (body_.size() != body_size_) return false;
+      }
+      break;
+    }
+  }
+  // A content command is complete.
+  state_ = State::kMethod;
+  if (discard_) {
+    discard_ = false;
+    const uint64_t size = body_size_;
+    (void)size;
+    throw ChannelError(ReplyCode::kPreconditionFailed,
+                       "message size exceeds configured max size " + std::to_string(max_body_),
+                       class_id_, method_id_);
+  }
+  out.method = &method_;
+  out.class_id = class_id_;
+  out.method_id = method_id_;
+  out.has_content = true;
+  out.properties = std::move(properties_);
+  out.body = std::move(body_);
+  properties_.clear();
+  body_.clear();
+  return true;
+}
+
+}  // namespace warren::amqp

@@ -1,0 +1,141 @@
+#include "auth/user_store.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <stdexcept>
+
+#include "amqp/field_table.h"
+
+namespace warren::auth {
+
+namespace {
+const EVP_MD* md_for(HashAlgorithm a) {
+  switch (a) {
+    case HashAlgorithm::kSha512: return EVP_sha512();
+    case HashAlgorithm::kMd5: return EVP_md5();
+    case HashAlgorithm::kSha256: break;
+  }
+  return EVP_sha256();
+}
+
+std::string digest(HashAlgorithm a, std::string_view salt, std::string_view password) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, md_for(a), nullptr);
+  EVP_DigestUpdate(ctx, salt.data(), salt.size());
+  EVP_DigestUpdate(ctx, password.data(), password.size());
+  EVP_DigestFinal_ex(ctx, out, &len);
+  EVP_MD_CTX_free(ctx);
+  return std::string(reinterpret_cast<char*>(out), len);
+}
+
+std::string b64encode(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::optional<std::string> b64decode(std::string_view in) {
+  if (in.size() % 4 != 0) return std::nullopt;
+  std::string out(3 * in.size() / 4 + 1, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  if (n < 0) return std::nullopt;
+  size_t len = static_cast<size_t>(n);
+  // EVP_DecodeBlock counts padding bytes as output; drop them.
+  if (!in.empty() && in.back() == '=') --len;
+  if (in.size() > 1 && in[in.size() - 2] == '=') --len;
+  out.resize(len);
+  return out;
+}
+
+// Constant-time comparison, so a wrong password's timing tells nothing.
+bool equal_ct(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return d == 0;
+}
+}  // namespace
+
+std::string UserStore::hash_password(std::string_view password, HashAlgorithm algo) {
+  unsigned char salt[4];
+  if (RAND_bytes(salt, sizeof salt) != 1) throw std::runtime_error("RAND_bytes failed");
+  std::string s(reinterpret_cast<char*>(salt), sizeof salt);
+  return b64encode(s + digest(algo, s, password));
+}
+
+bool UserStore::check_hash(std::string_view hash_b64, HashAlgorithm algo,
+                           std::string_view password) {
+  auto raw = b64decode(hash_b64);
+  if (!raw || raw->size() <= 4) return false;
+  std::string_view salt(raw->data(), 4);
+  return equal_ct(std::string_view(*raw).substr(4), digest(algo, salt, password));
+}
+
+void UserStore::add_user(std::string name, std::string_view password,
+                         std::vector<std::string> tags) {
+  User u;
+  u.name = name;
+  u.password_hash = hash_password(password);
+  u.tags = std::move(tags);
+  users_[std::move(name)] = std::move(u);
+}
+
+const User* UserStore::find(std::string_view name) const {
+  auto it = users_.find(name);
+  return it == users_.end() ? nullptr : &it->second;
+}
+
+const User* UserStore::authenticate(std::string_view name, std::string_view password) const {
+  const User* u = find(name);
+  if (!u || u->password_hash.empty()) return nullptr;
+  return check_hash(u->password_hash, u->algorithm, password) ? u : nullptr;
+}
+
+void UserStore::set_permission(std::string_view user, std::string_view vhost, Permission p) {
+  permissions_[{std::string(user), std::string(vhost)}] = std::move(p);
+}
+
+const Permission* UserStore::permission(std::string_view user, std::string_view vhost) const {
+  auto it = permissions_.find({std::string(user), std::string(vhost)});
+  return it == permissions_.end() ? nullptr : &it->second;
+}
+
+std::optional<Credentials> parse_plain(std::string_view response) {
+  // authzid NUL authcid NUL passwd
+  size_t a = response.find('\0');
+  if (a == std::string_view::npos) return std::nullopt;
+  size_t b = response.find('\0', a + 1);
+  if (b == std::string_view::npos) return std::nullopt;
+  Credentials c;
+  c.user = std::string(response.substr(a + 1, b - a - 1));
+  c.password = std::string(response.substr(b + 1));
+  return c;
+}
+
+std::optional<Credentials> parse_amqplain(std::string_view response) {
+  // A field table's entries without the table's length prefix.
+  std::string framed;
+  amqp::Writer w(framed);
+  w.u32(static_cast<uint32_t>(response.size()));
+  w.raw(response);
+  try {
+    amqp::Reader r(framed);
+    amqp::FieldTable t = amqp::decode_table(r);
+    const amqp::FieldValue* login = t.find("LOGIN");
+    const amqp::FieldValue* pass = t.find("PASSWORD");
+    if (!login || !pass || !login->as_string() || !pass->as_string()) return std::nullopt;
+    return Credentials{std::string(*login->as_string()), std::string(*pass->as_string())};
+  } catch (const amqp::DecodeError&) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace warren::auth

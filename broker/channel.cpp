@@ -1,0 +1,790 @@
+#include "broker/channel.h"
+
+#include <algorithm>
+
+#include "amqp/errors.h"
+#include "amqp/properties.h"
+#include "broker/broker.h"
+#include "broker/connection.h"
+#include "broker/vhost.h"
+#include "exchange/exchange.h"
+
+namespace warren::broker {
+
+using amqp::ChannelError;
+using amqp::ConnectionError;
+using amqp::ReplyCode;
+
+namespace {
+std::string quote_bool(bool b) { return b ? "'true'" : "'false'"; }
+
+bool has_reserved_prefix(std::string_view name) { return name.rfind("amq.", 0) == 0; }
+
+// RabbitMQ's name for a field value's type in inequivalence messages.
+std::string type_name(const amqp::FieldValue& v) {
+  switch (v.type_char()) {
+    case 'S': return "longstr";
+    case 'I': return "signedint";
+    case 'i': return "unsignedint";
+    case 'l': return "long";
+    case 's': return "short";
+    case 'u': return "unsignedshort";
+    case 'b': return "byte";
+    case 'B': return "unsignedbyte";
+    case 't': return "bool";
+    case 'd': return "double";
+    case 'f': return "float";
+    case 'F': return "table";
+    case 'A': return "array";
+    case 'T': return "timestamp";
+    case 'D': return "decimal";
+    case 'x': return "binary";
+    default: return "void";
+  }
+}
+
+// Queue arguments whose values RabbitMQ compares on redeclaration.
+constexpr const char* kQueueEquivArgs[] = {
+    "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-expires", "x-max-length",
+    "x-max-length-bytes", "x-max-priority", "x-message-ttl", "x-overflow", "x-queue-mode",
+    "x-queue-type", "x-single-active-consumer", "x-queue-master-locator", "x-queue-version"};
+
+bool same_int_value(const amqp::FieldValue& a, const amqp::FieldValue& b) {
+  auto x = a.as_int(), y = b.as_int();
+  return x && y && *x == *y;
+}
+
+void check_equivalent_args(const amqp::FieldTable& current, const amqp::FieldTable& received,
+                           const std::string& what) {
+  for (const char* key : kQueueEquivArgs) {
+    const amqp::FieldValue* c = current.find(key);
+    const amqp::FieldValue* r = received.find(key);
+    if (!c && !r) continue;
+    if (c && r && (*c == *r || same_int_value(*c, *r))) continue;
+    std::string rs = r ? "the value '" + amqp::value_to_text(*r) + "' of type '" + type_name(*r) + "'"
+                       : "none";
+    std::string cs = c ? "the value '" + amqp::value_to_text(*c) + "' of type '" + type_name(*c) + "'"
+                       : "none";
+    throw ChannelError(ReplyCode::kPreconditionFailed,
+                       "inequivalent arg '" + std::string(key) + "' for " + what + ": received " +
+                           rs + " but current is " + cs);
+  }
+}
+}  // namespace
+
+Channel::Channel(Connection& conn, uint16_t id)
+    : conn_(conn), id_(id), assembler_(conn.broker().config().max_message_size) {}
+
+Channel::~Channel() { release(); }
+
+VHost& Channel::vhost() { return *conn_.vhost(); }
+
+void Channel::begin_close(const amqp::AmqpError& e) {
+  amqp::ChannelClose close;
+  close.reply_code = static_cast<uint16_t>(e.code);
+  const std::string text = e.reply_text();
+  close.reply_text = text;
+  close.class_id = e.class_id;
+  close.method_id = e.method_id;
+  release();
+  conn_.send_method(id_, close);
+  state_ = State::kClosing;
+}
+
+void Channel::release() {
+  // Cancel consumers first so requeued messages are not delivered back to them.
+  std::vector<std::string> tags;
+  for (const auto& [tag, c] : consumers_) tags.push_back(tag);
+  for (const auto& tag : tags) cancel_consumer(tag, false);
+  // Requeue unacked in tag order; each goes back to its original position.
+  std::vector<Queue*> touched;
+  for (auto& u : unacked_) {
+    if (u.settled) continue;
+    u.settled = true;
+    u.queue->requeue(std::move(u.entry));
+    touched.push_back(u.queue.get());
+  }
+  unacked_.clear();
+  unacked_live_ = 0;
+  tx_publishes_.clear();
+  tx_settles_.clear();
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  for (Queue* q : touched) q->dispatch();
+}
+
+std::string Channel::queue_name_or_last(std::string_view name) {
+  if (!name.empty()) return std::string(name);
+  if (last_queue_.empty()) {
+    throw ChannelError(ReplyCode::kNotFound, "no previously declared queue");
+  }
+  return last_queue_;
+}
+
+void Channel::check_exclusive(const Queue& q) {
+  if (q.exclusive() && q.owner() != &conn_) {
+    throw ChannelError(ReplyCode::kResourceLocked,
+                       "cannot obtain exclusive access to locked queue '" + q.name() +
+                           "' in vhost '" + vhost().name() +
+                           "'. It could be originally declared on another connection or the "
+                           "exclusive property value does not match that of the original "
+                           "declaration.");
+  }
+}
+
+Queue& Channel::queue_for(std::string_view name) {
+  Queue* q = vhost().find_queue(name);
+  if (!q) {
+    throw ChannelError(ReplyCode::kNotFound, "no queue '" + std::string(name) + "' in vhost '" +
+                                                 vhost().name() + "'");
+  }
+  check_exclusive(*q);
+  return *q;
+}
+
+Exchange& Channel::exchange_for(std::string_view name) {
+  Exchange* x = vhost().find_exchange(name);
+  if (!x) {
+    throw ChannelError(ReplyCode::kNotFound, "no exchange '" + std::string(name) +
+                                                 "' in vhost '" + vhost().name() + "'");
+  }
+  return *x;
+}
+
+void Channel::handle(amqp::Command& cmd) {
+  const amqp::Method& m = *cmd.method;
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, amqp::ChannelFlow>) {
+          if (!x.active) {
+            throw ConnectionError(ReplyCode::kNotImplemented, "active=false", T::kClassId,
+                                  T::kMethodId);
+          }
+          amqp::ChannelFlowOk ok;
+          ok.active = true;
+          conn_.send_method(id_, ok);
+        } else if constexpr (std::is_same_v<T, amqp::ChannelFlowOk>) {
+          // The broker never sends channel.flow; nothing to confirm.
+        } else if constexpr (std::is_same_v<T, amqp::ExchangeDeclare>) {
+          on_exchange_declare(x);
+        } else if constexpr (std::is_same_v<T, amqp::ExchangeDelete>) {
+          on_exchange_delete(x);
+        } else if constexpr (std::is_same_v<T, amqp::ExchangeBind>) {
+          on_exchange_bind(x, true);
+        } else if constexpr (std::is_same_v<T, amqp::ExchangeUnbind>) {
+          amqp::ExchangeBind b;
+          b.destination = x.destination;
+          b.source = x.source;
+          b.routing_key = x.routing_key;
+          b.no_wait = x.no_wait;
+          b.arguments = x.arguments;
+          on_exchange_bind(b, false);
+        } else if constexpr (std::is_same_v<T, amqp::QueueDeclare>) {
+          on_queue_declare(x);
+        } else if constexpr (std::is_same_v<T, amqp::QueueBind>) {
+          on_queue_bind(x);
+        } else if constexpr (std::is_same_v<T, amqp::QueueUnbind>) {
+          on_queue_unbind(x);
+        } else if constexpr (std::is_same_v<T, amqp::QueuePurge>) {
+          on_queue_purge(x);
+        } else if constexpr (std::is_same_v<T, amqp::QueueDelete>) {
+          on_queue_delete(x);
+        } else if constexpr (std::is_same_v<T, amqp::BasicQos>) {
+          on_basic_qos(x);
+        } else if constexpr (std::is_same_v<T, amqp::BasicConsume>) {
+          on_basic_consume(x);
+        } else if constexpr (std::is_same_v<T, amqp::BasicCancel>) {
+          on_basic_cancel(x);
+        } else if constexpr (std::is_same_v<T, amqp::BasicPublish>) {
+          on_basic_publish(x, cmd);
+        } else if constexpr (std::is_same_v<T, amqp::BasicGet>) {
+          on_basic_get(x);
+        } else if constexpr (std::is_same_v<T, amqp::BasicAck>) {
+          on_settle(SettleKind::kAck, x.delivery_tag, x.multiple, false);
+        } else if constexpr (std::is_same_v<T, amqp::BasicReject>) {
+          on_settle(SettleKind::kReject, x.delivery_tag, false, x.requeue);
+        } else if constexpr (std::is_same_v<T, amqp::BasicNack>) {
+          on_settle(SettleKind::kReject, x.delivery_tag, x.multiple, x.requeue);
+        } else if constexpr (std::is_same_v<T, amqp::BasicRecover>) {
+          on_basic_recover(x.requeue);
+          conn_.send_method(id_, amqp::BasicRecoverOk{});
+        } else if constexpr (std::is_same_v<T, amqp::BasicRecoverAsync>) {
+          on_basic_recover(x.requeue);
+        } else if constexpr (std::is_same_v<T, amqp::ConfirmSelect>) {
+          if (tx_mode_) {
+            throw ChannelError(ReplyCode::kPreconditionFailed,
+                               "cannot switch from tx to confirm mode");
+          }
+          confirm_mode_ = true;
+          if (!x.nowait) conn_.send_method(id_, amqp::ConfirmSelectOk{});
+        } else if constexpr (std::is_same_v<T, amqp::TxSelect>) {
+          if (confirm_mode_) {
+            throw ChannelError(ReplyCode::kPreconditionFailed,
+                               "cannot switch from confirm to tx mode");
+          }
+          tx_mode_ = true;
+          conn_.send_method(id_, amqp::TxSelectOk{});
+        } else if constexpr (std::is_same_v<T, amqp::TxCommit>) {
+          on_tx_commit();
+        } else if constexpr (std::is_same_v<T, amqp::TxRollback>) {
+          on_tx_rollback();
+        } else if constexpr (std::is_same_v<T, std::monostate>) {
+        } else {
+          // A method only the server sends (deliver, get-ok, ...) or one of another class.
+          throw ConnectionError(ReplyCode::kCommandInvalid,
+                                "method '" + std::string(T::kName) +
+                                    "' is not allowed from a client on a channel",
+                                T::kClassId, T::kMethodId);
+        }
+      },
+      m);
+}
+
+// ---------------------------------------------------------------- exchanges
+
+void Channel::on_exchange_declare(const amqp::ExchangeDeclare& m) {
+  const std::string name(m.exchange);
+  const std::string where = "exchange '" + name + "' in vhost '" + vhost().name() + "'";
+  if (m.passive) {
+    if (name.empty()) {
+      if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeclareOk{});
+      return;
+    }
+    exchange_for(name);
+    if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeclareOk{});
+    return;
+  }
+  if (name.empty()) {
+    throw ChannelError(ReplyCode::kAccessRefused, "operation not permitted on the default exchange");
+  }
+  if (has_reserved_prefix(name)) {
+    throw ChannelError(ReplyCode::kAccessRefused,
+                       "exchange name '" + name + "' contains reserved prefix 'amq.*'");
+  }
+  const std::string type(m.type_);
+  if (!exchange::Registry::builtin().has(type)) {
+    throw ConnectionError(ReplyCode::kCommandInvalid, "unknown exchange type '" + type + "'");
+  }
+  if (const amqp::FieldValue* ae = m.arguments.find("alternate-exchange")) {
+    if (!ae->as_string()) {
+      throw ChannelError(ReplyCode::kPreconditionFailed,
+                         "invalid arg 'alternate-exchange' for " + where + ": \"" +
+                             amqp::value_to_text(*ae) + "\" is not a valid exchange name");
+    }
+  }
+  if (Exchange* x = vhost().find_exchange(name)) {
+    auto inequivalent = [&](const char* arg, const std::string& got, const std::string& cur) {
+      throw ChannelError(ReplyCode::kPreconditionFailed,
+                         std::string("inequivalent arg '") + arg + "' for " + where +
+                             ": received " + got + " but current is " + cur);
+    };
+    if (x->type != type) inequivalent("type", "'" + type + "'", "'" + x->type + "'");
+    if (x->durable != m.durable) inequivalent("durable", quote_bool(m.durable), quote_bool(x->durable));
+    if (x->auto_delete != m.auto_delete) {
+      inequivalent("auto_delete", quote_bool(m.auto_delete), quote_bool(x->auto_delete));
+    }
+    if (x->internal != m.internal) {
+      inequivalent("internal", quote_bool(m.internal), quote_bool(x->internal));
+    }
+    const amqp::FieldValue* cur = x->arguments.find("alternate-exchange");
+    const amqp::FieldValue* got = m.arguments.find("alternate-exchange");
+    if ((cur == nullptr) != (got == nullptr) || (cur && !(*cur == *got))) {
+      inequivalent("alternate-exchange",
+                   got ? "the value '" + amqp::value_to_text(*got) + "' of type 'longstr'" : "none",
+                   cur ? "the value '" + amqp::value_to_text(*cur) + "' of type 'longstr'" : "none");
+    }
+  } else {
+    vhost().add_exchange(name, type, m.durable, m.auto_delete, m.internal, m.arguments);
+  }
+  if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeclareOk{});
+}
+
+void Channel::on_exchange_delete(const amqp::ExchangeDelete& m) {
+  const std::string name(m.exchange);
+  if (name.empty()) {
+    throw ChannelError(ReplyCode::kAccessRefused, "operation not permitted on the default exchange");
+  }
+  if (has_reserved_prefix(name)) {
+    throw ChannelError(ReplyCode::kAccessRefused,
+                       "exchange name '" + name + "' contains reserved prefix 'amq.*'");
+  }
+  if (Exchange* x = vhost().find_exchange(name)) {
+    if (m.if_unused && (!x->bindings.empty() || x->bound_as_destination > 0)) {
+      throw ChannelError(ReplyCode::kPreconditionFailed,
+                         "exchange '" + name + "' in vhost '" + vhost().name() + "' in use");
+    }
+    vhost().delete_exchange(*x);
+  }
+  if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeleteOk{});
+}
+
+void Channel::on_exchange_bind(const amqp::ExchangeBind& m, bool bind) {
+  const std::string src(m.source), dst(m.destination);
+  if (src.empty() || dst.empty()) {
+    throw ChannelError(ReplyCode::kAccessRefused, "operation not permitted on the default exchange");
+  }
+  Exchange& d = exchange_for(dst);
+  Exchange& s = exchange_for(src);
+  const exchange::Destination dest{d.id, true};
+  if (bind) {
+    exchange::Binding b{dest, std::string(m.routing_key), m.arguments};
+    if (std::string err = s.impl->validate_binding(b); !err.empty()) {
+      throw ChannelError(ReplyCode::kPreconditionFailed, err);
+    }
+    vhost().bind(s, dest, std::string(m.routing_key), m.arguments);
+    if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeBindOk{});
+  } else {
+    vhost().unbind(s, dest, m.routing_key, m.arguments);
+    if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeUnbindOk{});
+  }
+}
+
+// ---------------------------------------------------------------- queues
+
+void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
+  std::string name(m.queue);
+  VHost& vh = vhost();
+  if (m.passive) {
+    name = queue_name_or_last(name);
+    Queue& q = queue_for(name);
+    last_queue_ = name;
+    if (!m.no_wait) {
+      amqp::QueueDeclareOk ok;
+      ok.queue = q.name();
+      ok.message_count = static_cast<uint32_t>(q.ready_count());
+      ok.consumer_count = static_cast<uint32_t>(q.consumer_count());
+      conn_.send_method(id_, ok);
+    }
+    return;
+  }
+  if (name.empty()) {
+    name = conn_.broker().generate_name("amq.gen");
+  } else if (has_reserved_prefix(name)) {
+    throw ChannelError(ReplyCode::kAccessRefused,
+                       "queue name '" + name + "' contains reserved prefix 'amq.*'");
+  }
+  const std::string where = "queue '" + name + "' in vhost '" + vh.name() + "'";
+  if (const amqp::FieldValue* qt = m.arguments.find("x-queue-type")) {
+    auto s = qt->as_string();
+    if (!s || (*s != "classic" && *s != "quorum" && *s != "stream")) {
+      throw ChannelError(ReplyCode::kPreconditionFailed,
+                         "invalid arg 'x-queue-type' for " + where + ": unsupported queue type '" +
+                             amqp::value_to_text(*qt) + "'");
+    }
+    if (*s != "classic") {
+      throw ChannelError(ReplyCode::kPreconditionFailed,
+                         "invalid arg 'x-queue-type' for " + where + ": queue type '" +
+                             std::string(*s) + "' is not supported by Warren yet");
+    }
+  }
+  Queue* q = vh.find_queue(name);
+  if (q) {
+    check_exclusive(*q);
+    auto inequivalent = [&](const char* arg, bool got, bool cur) {
+      throw ChannelError(ReplyCode::kPreconditionFailed,
+                         std::string("inequivalent arg '") + arg + "' for " + where +
+                             ": received " + quote_bool(got) + " but current is " +
+                             quote_bool(cur));
+    };
+    if (q->durable() != m.durable) inequivalent("durable", m.durable, q->durable());
+    if (q->auto_delete() != m.auto_delete) inequivalent("auto_delete", m.auto_delete, q->auto_delete());
+    if (q->exclusive() != m.exclusive) inequivalent("exclusive", m.exclusive, q->exclusive());
+    check_equivalent_args(q->arguments(), m.arguments, where);
+  } else {
+    q = &vh.add_queue(name, m.durable, m.exclusive, m.auto_delete, m.arguments,
+                      m.exclusive ? &conn_ : nullptr);
+  }
+  last_queue_ = name;
+  if (!m.no_wait) {
+    amqp::QueueDeclareOk ok;
+    ok.queue = q->name();
+    ok.message_count = static_cast<uint32_t>(q->ready_count());
+    ok.consumer_count = static_cast<uint32_t>(q->consumer_count());
+    conn_.send_method(id_, ok);
+  }
+}
+
+void Channel::on_queue_bind(const amqp::QueueBind& m) {
+  const std::string qname = queue_name_or_last(m.queue);
+  // An empty key with an empty queue name means "the last queue's name" (AMQP 0-9-1 1.7.2.3).
+  std::string key(m.routing_key);
+  if (m.queue.empty() && key.empty()) key = qname;
+  if (m.exchange.empty()) {
+    throw ChannelError(ReplyCode::kAccessRefused,
+                       "operation not permitted on the default exchange");
+  }
+  Queue& q = queue_for(qname);
+  Exchange& x = exchange_for(m.exchange);
+  const exchange::Destination dest{q.id(), false};
+  exchange::Binding b{dest, key, m.arguments};
+  if (std::string err = x.impl->validate_binding(b); !err.empty()) {
+    throw ChannelError(ReplyCode::kPreconditionFailed, err);
+  }
+  vhost().bind(x, dest, std::move(key), m.arguments);
+  if (!m.no_wait) conn_.send_method(id_, amqp::QueueBindOk{});
+}
+
+void Channel::on_queue_unbind(const amqp::QueueUnbind& m) {
+  const std::string qname = queue_name_or_last(m.queue);
+  if (m.exchange.empty()) {
+    throw ChannelError(ReplyCode::kAccessRefused,
+                       "operation not permitted on the default exchange");
+  }
+  Queue& q = queue_for(qname);
+  Exchange& x = exchange_for(m.exchange);
+  vhost().unbind(x, exchange::Destination{q.id(), false}, m.routing_key, m.arguments);
+  conn_.send_method(id_, amqp::QueueUnbindOk{});
+}
+
+void Channel::on_queue_purge(const amqp::QueuePurge& m) {
+  Queue& q = queue_for(queue_name_or_last(m.queue));
+  const size_t n = q.purge();
+  if (!m.no_wait) {
+    amqp::QueuePurgeOk ok;
+    ok.message_count = static_cast<uint32_t>(n);
+    conn_.send_method(id_, ok);
+  }
+}
+
+void Channel::on_queue_delete(const amqp::QueueDelete& m) {
+  const std::string name = queue_name_or_last(m.queue);
+  Queue* q = vhost().find_queue(name);
+  size_t n = 0;
+  if (q) {
+    check_exclusive(*q);
+    const std::string where = "queue '" + name + "' in vhost '" + vhost().name() + "'";
+    if (m.if_unused && q->consumer_count() > 0) {
+      throw ChannelError(ReplyCode::kPreconditionFailed, where + " in use");
+    }
+    if (m.if_empty && q->ready_count() + q->unacked_count() > 0) {
+      throw ChannelError(ReplyCode::kPreconditionFailed, where + " not empty");
+    }
+    n = vhost().delete_queue(*q);
+  }
+  if (!m.no_wait) {
+    amqp::QueueDeleteOk ok;
+    ok.message_count = static_cast<uint32_t>(n);
+    conn_.send_method(id_, ok);
+  }
+}
+
+// ---------------------------------------------------------------- basic
+
+void Channel::on_basic_qos(const amqp::BasicQos& m) {
+  if (m.prefetch_size != 0) {
+    throw ConnectionError(ReplyCode::kNotImplemented,
+                          "prefetch_size!=0 (" + std::to_string(m.prefetch_size) + ")");
+  }
+  // RabbitMQ reinterprets global: false = each new consumer, true = the whole channel.
+  if (m.global_) {
+    channel_prefetch_ = m.prefetch_count;
+  } else {
+    consumer_prefetch_ = m.prefetch_count;
+  }
+  conn_.send_method(id_, amqp::BasicQosOk{});
+  kick_consumers();
+}
+
+void Channel::on_basic_consume(const amqp::BasicConsume& m) {
+  Queue& q = queue_for(queue_name_or_last(m.queue));
+  std::string tag(m.consumer_tag);
+  if (tag.empty()) tag = conn_.broker().generate_name("amq.ctag");
+  if (consumers_.count(tag)) {
+    throw ConnectionError(ReplyCode::kNotAllowed, "attempt to reuse consumer tag '" + tag + "'");
+  }
+  if (q.has_exclusive_consumer() || (m.exclusive && q.consumer_count() > 0)) {
+    throw ChannelError(ReplyCode::kAccessRefused, "queue '" + q.name() + "' in vhost '" +
+                                                      vhost().name() + "' in exclusive use");
+  }
+  ConsumerPtr c(new Consumer);
+  c->tag = tag;
+  c->channel = this;
+  c->queue = QueuePtr(&q);
+  c->no_ack = m.no_ack;
+  c->exclusive = m.exclusive;
+  c->prefetch = consumer_prefetch_;
+  c->arguments = m.arguments;
+  consumers_.emplace(tag, c);
+  if (!m.no_wait) {
+    amqp::BasicConsumeOk ok;
+    ok.consumer_tag = tag;
+    conn_.send_method(id_, ok);
+  }
+  q.add_consumer(c.get());
+  q.dispatch();
+}
+
+void Channel::cancel_consumer(const std::string& tag, bool notify_client) {
+  auto it = consumers_.find(tag);
+  if (it == consumers_.end()) return;
+  ConsumerPtr c = it->second;
+  consumers_.erase(it);
+  c->cancelled = true;
+  Queue& q = *c->queue;
+  q.remove_consumer(c.get());
+  if (notify_client) {
+    amqp::BasicCancel cancel;
+    cancel.consumer_tag = c->tag;
+    cancel.no_wait = true;
+    conn_.send_method(id_, cancel);
+  }
+  // An auto-delete queue goes when its last consumer does (RabbitMQ's auto_delete).
+  if (q.auto_delete() && !q.deleted() && q.consumer_count() == 0 && q.ever_had_consumer()) {
+    q.vhost().delete_queue(q);
+  }
+}
+
+void Channel::on_basic_cancel(const amqp::BasicCancel& m) {
+  const std::string tag(m.consumer_tag);
+  cancel_consumer(tag, false);
+  if (!m.no_wait) {
+    amqp::BasicCancelOk ok;
+    ok.consumer_tag = tag;
+    conn_.send_method(id_, ok);
+  }
+}
+
+void Channel::consumer_cancelled_by_queue(Consumer& c) {
+  ConsumerPtr keep(&c);
+  auto it = consumers_.find(c.tag);
+  if (it == consumers_.end() || it->second.get() != &c) return;
+  consumers_.erase(it);
+  c.cancelled = true;
+  if (conn_.client_capability("consumer_cancel_notify") && state_ == State::kOpen) {
+    amqp::BasicCancel cancel;
+    cancel.consumer_tag = c.tag;
+    cancel.no_wait = true;
+    conn_.send_method(id_, cancel);
+  }
+}
+
+void Channel::on_basic_publish(const amqp::BasicPublish& m, amqp::Command& cmd) {
+  if (m.immediate) {
+    throw ConnectionError(ReplyCode::kNotImplemented, "immediate=true", amqp::BasicPublish::kClassId,
+                          amqp::BasicPublish::kMethodId);
+  }
+  Exchange* x = nullptr;
+  if (!m.exchange.empty()) {
+    x = &exchange_for(m.exchange);
+    if (x->internal) {
+      throw ChannelError(ReplyCode::kAccessRefused,
+                         "cannot publish to internal exchange '" + x->name + "' in vhost '" +
+                             vhost().name() + "'");
+    }
+  }
+  MessagePtr msg(new Message);
+  try {
+    msg->summary = amqp::summarize_properties(cmd.properties);
+  } catch (const amqp::DecodeError& e) {
+    throw ConnectionError(ReplyCode::kSyntaxError, std::string("invalid content header: ") + e.what());
+  }
+  if (msg->summary.has_user_id) {
+    auto props = amqp::BasicProperties::decode(cmd.properties, false);
+    if (props.user_id != conn_.user()) {
+      throw ChannelError(ReplyCode::kPreconditionFailed,
+                         "user_id property set to '" + std::string(props.user_id) +
+                             "' but authenticated user was '" + conn_.user() + "'");
+    }
+  }
+  msg->exchange.assign(m.exchange);
+  msg->routing_key.assign(m.routing_key);
+  msg->properties = std::move(cmd.properties);
+  msg->body = std::move(cmd.body);
+  if (tx_mode_) {
+    tx_publishes_.push_back(TxPublish{msg->exchange, msg->routing_key, m.mandatory, std::move(msg)});
+    return;
+  }
+  publish(msg->exchange, msg->routing_key, m.mandatory, msg);
+  if (confirm_mode_) confirmed_upto_ = next_publish_seq_++;
+}
+
+void Channel::publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
+                      const MessagePtr& msg) {
+  VHost& vh = vhost();
+  Exchange* x = exchange.empty() ? nullptr : vh.find_exchange(exchange);
+  if (!exchange.empty() && !x) return;  // deleted since (tx commit): dropped, as RabbitMQ
+  vh.route(x, *msg, routing_key, route_scratch_);
+  if (route_scratch_.empty()) {
+    if (mandatory) {
+      amqp::BasicReturn ret;
+      ret.reply_code = 312;
+      ret.reply_text = "NO_ROUTE";
+      ret.exchange = exchange;
+      ret.routing_key = routing_key;
+      conn_.send_content(id_, ret, msg);
+    }
+    return;
+  }
+  for (Queue* q : route_scratch_) q->enqueue(msg);
+}
+
+void Channel::flush_confirms() {
+  if (!confirm_mode_ || confirmed_upto_ <= acked_upto_) return;
+  amqp::BasicAck ack;
+  ack.delivery_tag = confirmed_upto_;
+  ack.multiple = confirmed_upto_ - acked_upto_ > 1;
+  conn_.send_method(id_, ack);
+  acked_upto_ = confirmed_upto_;
+}
+
+void Channel::on_basic_get(const amqp::BasicGet& m) {
+  Queue& q = queue_for(queue_name_or_last(m.queue));
+  auto e = q.get(!m.no_ack);
+  if (!e) {
+    conn_.send_method(id_, amqp::BasicGetEmpty{});
+    return;
+  }
+  const uint64_t tag = next_delivery_tag_++;
+  amqp::BasicGetOk ok;
+  ok.delivery_tag = tag;
+  ok.redelivered = e->redelivered;
+  ok.exchange = e->message->exchange;
+  ok.routing_key = e->message->routing_key;
+  ok.message_count = static_cast<uint32_t>(q.ready_count());
+  conn_.send_content(id_, ok, e->message);
+  if (!m.no_ack) {
+    unacked_.push_back(Unacked{tag, QueuePtr(&q), std::move(*e), nullptr, false});
+    ++unacked_live_;
+  }
+}
+
+bool Channel::can_deliver(const Consumer& c) const {
+  if (state_ != State::kOpen || !flow_active_ || conn_.write_blocked()) return false;
+  if (c.no_ack) return true;
+  if (c.prefetch != 0 && c.unacked >= c.prefetch) return false;
+  if (channel_prefetch_ != 0 && unacked_live_ >= channel_prefetch_) return false;
+  return true;
+}
+
+void Channel::deliver(Consumer& c, Queue& q, QueueEntry e) {
+  const uint64_t tag = next_delivery_tag_++;
+  amqp::BasicDeliver d;
+  d.consumer_tag = c.tag;
+  d.delivery_tag = tag;
+  d.redelivered = e.redelivered;
+  d.exchange = e.message->exchange;
+  d.routing_key = e.message->routing_key;
+  conn_.send_content(id_, d, e.message);
+  if (!c.no_ack) {
+    ++c.unacked;
+    unacked_.push_back(Unacked{tag, QueuePtr(&q), std::move(e), ConsumerPtr(&c), false});
+    ++unacked_live_;
+  }
+}
+
+void Channel::on_settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue) {
+  // Validate now so an unknown tag fails at once, in or out of a transaction.
+  if (!(multiple && tag == 0)) {
+    auto it = std::lower_bound(unacked_.begin(), unacked_.end(), tag,
+                               [](const Unacked& u, uint64_t t) { return u.tag < t; });
+    if (it == unacked_.end() || it->tag != tag || it->settled) {
+      throw ChannelError(ReplyCode::kPreconditionFailed,
+                         "unknown delivery tag " + std::to_string(tag));
+    }
+  }
+  if (tx_mode_) {
+    tx_settles_.push_back(TxSettle{kind, tag, multiple, requeue});
+    return;
+  }
+  settle(kind, tag, multiple, requeue);
+}
+
+void Channel::settle_one(Unacked& u, SettleKind kind, bool requeue) {
+  u.settled = true;
+  --unacked_live_;
+  if (u.consumer) --u.consumer->unacked;
+  if (kind == SettleKind::kReject && requeue) {
+    u.queue->requeue(std::move(u.entry));
+  } else {
+    u.queue->settle();
+    u.entry.message.reset();
+  }
+}
+
+void Channel::settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue) {
+  std::vector<Queue*> touched;
+  if (multiple) {
+    for (auto& u : unacked_) {
+      if (tag != 0 && u.tag > tag) break;
+      if (u.settled) continue;
+      settle_one(u, kind, requeue);
+      touched.push_back(u.queue.get());
+    }
+  } else {
+    auto it = std::lower_bound(unacked_.begin(), unacked_.end(), tag,
+                               [](const Unacked& u, uint64_t t) { return u.tag < t; });
+    if (it == unacked_.end() || it->tag != tag || it->settled) {
+      throw ChannelError(ReplyCode::kPreconditionFailed,
+                         "unknown delivery tag " + std::to_string(tag));
+    }
+    settle_one(*it, kind, requeue);
+    touched.push_back(it->queue.get());
+  }
+  trim_unacked();
+  // Credit came back (and requeued messages wait): let the queues deliver again.
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  for (Queue* q : touched) q->dispatch();
+  if (channel_prefetch_ != 0) kick_consumers();
+}
+
+void Channel::trim_unacked() {
+  while (!unacked_.empty() && unacked_.front().settled) unacked_.pop_front();
+}
+
+void Channel::kick_consumers() {
+  std::vector<ConsumerPtr> cs;
+  cs.reserve(consumers_.size());
+  for (const auto& [tag, c] : consumers_) cs.push_back(c);
+  for (auto& c : cs)
+    if (!c->cancelled) c->queue->dispatch();
+}
+
+void Channel::on_basic_recover(bool requeue) {
+  if (!requeue) {
+    throw ConnectionError(ReplyCode::kNotImplemented, "requeue=false");
+  }
+  std::vector<Queue*> touched;
+  for (auto& u : unacked_) {
+    if (u.settled) continue;
+    settle_one(u, SettleKind::kReject, true);
+    touched.push_back(u.queue.get());
+  }
+  trim_unacked();
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  for (Queue* q : touched) q->dispatch();
+}
+
+void Channel::on_tx_commit() {
+  if (!tx_mode_) {
+    throw ChannelError(ReplyCode::kPreconditionFailed, "channel is not transactional");
+  }
+  auto pubs = std::move(tx_publishes_);
+  auto settles = std::move(tx_settles_);
+  tx_publishes_.clear();
+  tx_settles_.clear();
+  for (auto& p : pubs) publish(p.exchange, p.routing_key, p.mandatory, p.message);
+  for (auto& s : settles) {
+    // A tag settled by an earlier multiple in the same transaction is already done.
+    if (!s.multiple) {
+      auto it = std::lower_bound(unacked_.begin(), unacked_.end(), s.tag,
+                                 [](const Unacked& u, uint64_t t) { return u.tag < t; });
+      if (it == unacked_.end() || it->tag != s.tag || it->settled) continue;
+    }
+    settle(s.kind, s.tag, s.multiple, s.requeue);
+  }
+  conn_.send_method(id_, amqp::TxCommitOk{});
+}
+
+void Channel::on_tx_rollback() {
+  if (!tx_mode_) {
+    throw ChannelError(ReplyCode::kPreconditionFailed, "channel is not transactional");
+  }
+  tx_publishes_.clear();
+  tx_settles_.clear();
+  conn_.send_method(id_, amqp::TxRollbackOk{});
+}
+
+}  // namespace warren::broker

@@ -1,0 +1,137 @@
+// Channel: one AMQP channel's state machine — commands, consumers, unacked deliveries,
+// prefetch, confirms and transactions.
+//
+// Owned by its Connection, on the connection's shard thread. Protocol faults are thrown as
+// amqp::ChannelError / ConnectionError and caught by the Connection. Invariants: unacked_
+// is sorted by delivery tag; `unacked_live_` counts its unsettled entries; each consumer's
+// `unacked` counts its unsettled entries.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "amqp/command_assembler.h"
+#include "amqp/methods.h"
+#include "broker/queue.h"
+
+namespace warren::broker {
+
+class Connection;
+class VHost;
+struct Exchange;
+
+class Channel {
+ public:
+  enum class State { kOpen, kClosing };
+
+  Channel(Connection& conn, uint16_t id);
+  ~Channel();
+
+  uint16_t id() const { return id_; }
+  State state() const { return state_; }
+  amqp::CommandAssembler& assembler() { return assembler_; }
+  Connection& connection() { return conn_; }
+
+  // Handles one complete command. Throws ChannelError / ConnectionError.
+  void handle(amqp::Command& cmd);
+  // Sends channel.close for `e` and drops frames until close-ok.
+  void begin_close(const amqp::AmqpError& e);
+  // Requeues unacked messages and cancels consumers (channel or connection closed).
+  void release();
+
+  // Queue -> channel: may this consumer take a message now?
+  bool can_deliver(const Consumer& c) const;
+  void deliver(Consumer& c, Queue& q, QueueEntry e);
+  // The consumer's queue was deleted: forget the consumer and tell the client.
+  void consumer_cancelled_by_queue(Consumer& c);
+  // Sends deferred publisher confirms.
+  void flush_confirms();
+  // Re-runs dispatch on the queues this channel consumes from (credit came back).
+  void kick_consumers();
+
+  size_t unacked_count() const { return unacked_live_; }
+
+ private:
+  struct Unacked {
+    uint64_t tag = 0;
+    QueuePtr queue;
+    QueueEntry entry;
+    ConsumerPtr consumer;  // null for basic.get
+    bool settled = false;
+  };
+  struct TxPublish {
+    std::string exchange;
+    std::string routing_key;
+    bool mandatory = false;
+    MessagePtr message;
+  };
+  enum class SettleKind { kAck, kReject };
+  struct TxSettle {
+    SettleKind kind;
+    uint64_t tag;
+    bool multiple;
+    bool requeue;
+  };
+
+  void on_exchange_declare(const amqp::ExchangeDeclare& m);
+  void on_exchange_delete(const amqp::ExchangeDelete& m);
+  void on_exchange_bind(const amqp::ExchangeBind& m, bool bind);
+  void on_queue_declare(const amqp::QueueDeclare& m);
+  void on_queue_bind(const amqp::QueueBind& m);
+  void on_queue_unbind(const amqp::QueueUnbind& m);
+  void on_queue_purge(const amqp::QueuePurge& m);
+  void on_queue_delete(const amqp::QueueDelete& m);
+  void on_basic_qos(const amqp::BasicQos& m);
+  void on_basic_consume(const amqp::BasicConsume& m);
+  void on_basic_cancel(const amqp::BasicCancel& m);
+  void on_basic_publish(const amqp::BasicPublish& m, amqp::Command& cmd);
+  void on_basic_get(const amqp::BasicGet& m);
+  void on_settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue);
+  void on_basic_recover(bool requeue);
+  void on_tx_commit();
+  void on_tx_rollback();
+
+  VHost& vhost();
+  // Resolves "" to the last declared queue, as RabbitMQ does.
+  std::string queue_name_or_last(std::string_view name);
+  Queue& queue_for(std::string_view name);  // 404 when missing, 405 when exclusive elsewhere
+  Exchange& exchange_for(std::string_view name);  // 404 when missing
+  void check_exclusive(const Queue& q);
+  // Routes and enqueues one message; sends basic.return for unroutable mandatory ones.
+  void publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
+               const MessagePtr& msg);
+  void settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue);
+  void settle_one(Unacked& u, SettleKind kind, bool requeue);
+  void cancel_consumer(const std::string& tag, bool notify_client);
+  void trim_unacked();
+
+  Connection& conn_;
+  uint16_t id_;
+  State state_ = State::kOpen;
+  amqp::CommandAssembler assembler_;
+
+  std::map<std::string, ConsumerPtr, std::less<>> consumers_;
+  std::deque<Unacked> unacked_;
+  size_t unacked_live_ = 0;
+  uint64_t next_delivery_tag_ = 1;
+  uint32_t consumer_prefetch_ = 0;  // basic.qos global=false: for consumers created later
+  uint32_t channel_prefetch_ = 0;   // basic.qos global=true: the whole channel
+  std::string last_queue_;
+  bool flow_active_ = true;
+
+  bool confirm_mode_ = false;
+  uint64_t next_publish_seq_ = 1;
+  uint64_t confirmed_upto_ = 0;  // every seq <= this is ready to ack
+  uint64_t acked_upto_ = 0;      // every seq <= this has been acked to the client
+
+  bool tx_mode_ = false;
+  std::vector<TxPublish> tx_publishes_;
+  std::vector<TxSettle> tx_settles_;
+
+  std::vector<Queue*> route_scratch_;
+};
+
+}  // namespace warren::broker

@@ -1,0 +1,120 @@
+// Connection: the AMQP connection state machine, sans-I/O (bytes in, frames out).
+//
+// Owned by its TcpSession on the connection's shard thread. Handshake is an enum state
+// machine: header -> start/start-ok -> tune/tune-ok -> open -> open. Connection errors are
+// caught only in on_bytes(): it sends connection.close and drops everything but close-ok.
+// Channel errors are caught at the channel boundary (dispatch_channel_frame).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "amqp/command_assembler.h"
+#include "amqp/errors.h"
+#include "amqp/frame.h"
+#include "amqp/methods.h"
+#include "broker/out_buffer.h"
+#include "broker/transport.h"
+
+namespace warren::broker {
+
+class Broker;
+class Channel;
+class VHost;
+class Queue;
+
+class Connection {
+ public:
+  enum class State {
+    kAwaitHeader,
+    kAwaitStartOk,
+    kAwaitTuneOk,
+    kAwaitOpen,
+    kOpen,
+    kClosing,  // we sent connection.close; waiting for close-ok
+    kClosed,
+  };
+
+  Connection(Broker& broker, Transport& transport, std::string peer, bool peer_is_loopback);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Consumes complete frames from [data, data+len); returns the bytes consumed. Leftover
+  // bytes are a partial frame the caller keeps. Never throws.
+  size_t on_bytes(const uint8_t* data, size_t len);
+  // After a batch of on_bytes: sends what was deferred (confirms) and requests a flush.
+  void end_of_input_batch();
+  // The socket is gone (EOF, error, timeout): release channels, queues, consumers.
+  void on_transport_closed();
+  // Heartbeats were missed or the handshake timed out: log and drop.
+  void on_heartbeat_timeout();
+  void on_handshake_timeout();
+  // Closes with 320 CONNECTION_FORCED (shutdown, admin close).
+  void close_forced(const std::string& reason);
+  // Output drained below the high-water mark: deliveries may resume.
+  void on_output_drained();
+
+  State state() const { return state_; }
+  OutBuffer& out() { return out_; }
+  bool write_blocked() const { return out_.size() > kOutputHighWater; }
+  Broker& broker() { return broker_; }
+  VHost* vhost() { return vhost_; }
+  const std::string& user() const { return user_; }
+  const std::string& peer() const { return peer_; }
+  uint32_t frame_max() const { return frame_max_; }
+  bool client_capability(std::string_view name) const;
+  void request_flush() { transport_.request_flush(); }
+
+  // Frame writers for channels.
+  template <typename M>
+  void send_method(uint16_t channel, const M& m) {
+    amqp::write_method_frame(out_.bytes(), channel, m);
+    transport_.request_flush();
+  }
+  // Writes a content method, its header and its body split at frame_max.
+  template <typename M>
+  void send_content(uint16_t channel, const M& m, const MessagePtr& msg) {
+    amqp::write_method_frame(out_.bytes(), channel, m);
+    write_content(channel, msg);
+  }
+  void send_heartbeat();
+
+  static constexpr size_t kOutputHighWater = 1 << 20;
+
+ private:
+  void write_content(uint16_t channel, const MessagePtr& msg);
+  void handle_frame(const amqp::Frame& f);
+  void handle_connection_method(const amqp::Frame& f);
+  void dispatch_channel_frame(const amqp::Frame& f);
+  void on_start_ok(const amqp::ConnectionStartOk& m);
+  void on_tune_ok(const amqp::ConnectionTuneOk& m);
+  void on_open(const amqp::ConnectionOpen& m);
+  void send_start();
+  // Sends connection.close and enters kClosing.
+  void fail(const amqp::AmqpError& e);
+  void release_channels();
+  void close_channel(uint16_t id);
+
+  Broker& broker_;
+  Transport& transport_;
+  std::string peer_;
+  bool peer_is_loopback_;
+  State state_ = State::kAwaitHeader;
+  amqp::FrameParser parser_;
+  OutBuffer out_;
+
+  std::string user_;
+  VHost* vhost_ = nullptr;
+  amqp::FieldTable client_properties_;
+  uint16_t channel_max_ = 2047;
+  uint32_t frame_max_ = 131072;
+  uint16_t heartbeat_ = 0;
+  bool released_ = false;
+
+  std::unordered_map<uint16_t, std::unique_ptr<Channel>> channels_;
+};
+
+}  // namespace warren::broker

@@ -1,0 +1,112 @@
+// warren: the broker executable. Parses flags and rabbitmq.conf, starts the AMQP listener,
+// and shuts down cleanly on SIGINT/SIGTERM (connections closed with 320 CONNECTION_FORCED).
+#include <sys/resource.h>
+
+#include <boost/asio.hpp>
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <iostream>
+
+#include "broker/broker.h"
+#include "broker/server.h"
+#include "common/config.h"
+#include "common/log.h"
+
+namespace po = boost::program_options;
+using namespace warren;
+
+namespace {
+// Many idle connections are normal for a broker: lift the soft open-file limit to the hard one.
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description desc("Usage: warren [options]");
+  desc.add_options()("help,h", "show this help")
+      ("version", "print the version")
+      ("config", po::value<std::string>(), "rabbitmq.conf-format configuration file")
+      ("amqp-port", po::value<uint16_t>(), "AMQP port (default 5672)")
+      ("http-port", po::value<uint16_t>(), "management HTTP port (default 15672, 0 = off)")
+      ("bind", po::value<std::string>(), "address to listen on (default 0.0.0.0)")
+      ("data-dir", po::value<std::string>(), "data directory")
+      ("log-level", po::value<std::string>(), "debug|info|warning|error|critical|none");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "warren: " << e.what() << "\n" << desc;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  if (vm.count("version")) {
+    std::cout << "warren 0.1.0\n";
+    return 0;
+  }
+
+  common::Config cfg;
+  try {
+    if (vm.count("config")) common::load_config_file(vm["config"].as<std::string>(), cfg);
+  } catch (const common::ConfigError& e) {
+    std::cerr << "warren: " << e.what() << "\n";
+    return 2;
+  }
+  // Flags override the file.
+  if (vm.count("amqp-port")) cfg.amqp_port = vm["amqp-port"].as<uint16_t>();
+  if (vm.count("http-port")) cfg.http_port = vm["http-port"].as<uint16_t>();
+  if (vm.count("bind")) cfg.bind_address = vm["bind"].as<std::string>();
+  if (vm.count("data-dir")) cfg.data_dir = vm["data-dir"].as<std::string>();
+  if (vm.count("log-level")) cfg.log_level = vm["log-level"].as<std::string>();
+  if (cfg.data_dir.empty()) cfg.data_dir = common::default_data_dir();
+
+  common::init_logging(cfg.log_level);
+  for (const auto& w : cfg.warnings) WLOG_WARN("{}", w);
+  std::error_code fs_ec;
+  std::filesystem::create_directories(cfg.data_dir, fs_ec);
+  if (fs_ec) {
+    WLOG_ERROR("cannot create data directory {}: {}", cfg.data_dir, fs_ec.message());
+    return 1;
+  }
+  raise_fd_limit();
+
+  boost::asio::io_context io(1);
+  broker::Broker broker(cfg);
+  broker::Server server(io, broker);
+  try {
+    server.listen(cfg.bind_address, cfg.amqp_port);
+  } catch (const std::exception& e) {
+    WLOG_ERROR("cannot listen for AMQP on {}:{}: {}", cfg.bind_address, cfg.amqp_port, e.what());
+    return 1;
+  }
+  WLOG_INFO("Warren 0.1.0 listening for AMQP on {}:{} (data directory {})", cfg.bind_address,
+            server.port(), cfg.data_dir);
+  if (cfg.http_port != 0) {
+    WLOG_WARN("the management HTTP API is not available in this build yet; port {} is not opened",
+              cfg.http_port);
+  }
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  boost::asio::steady_timer stop_timer(io);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    WLOG_INFO("signal {} received: closing connections and stopping", sig);
+    server.stop();
+    broker.close_all_connections("broker forced connection closure with reason 'shutdown'");
+    // Give clients a moment to answer close-ok, then stop regardless.
+    stop_timer.expires_after(std::chrono::milliseconds(
+        broker.connections().empty() ? 0 : 1000));
+    stop_timer.async_wait([&](const boost::system::error_code&) { io.stop(); });
+  });
+  io.run();
+  WLOG_INFO("Warren stopped");
+  return 0;
+}

@@ -1,0 +1,179 @@
+#include "broker/tcp_session.h"
+
+#include <cstring>
+
+#include "broker/broker.h"
+#include "common/log.h"
+
+namespace warren::broker {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+constexpr size_t kInitialReadBuffer = 64 * 1024;
+
+std::string describe(const asio::ip::tcp::socket& s, bool& loopback) {
+  error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec) {
+    loopback = false;
+    return "unknown";
+  }
+  loopback = ep.address().is_loopback() ||
+             (ep.address().is_v6() && ep.address().to_v6().is_v4_mapped() &&
+              asio::ip::make_address_v4(asio::ip::v4_mapped, ep.address().to_v6()).is_loopback());
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+}  // namespace
+
+TcpSession::TcpSession(asio::ip::tcp::socket socket, Broker& broker)
+    : socket_(std::move(socket)),
+      rbuf_(kInitialReadBuffer),
+      handshake_timer_(socket_.get_executor()),
+      heartbeat_timer_(socket_.get_executor()),
+      close_timer_(socket_.get_executor()) {
+  bool loopback = false;
+  std::string peer = describe(socket_, loopback);
+  conn_ = std::make_unique<Connection>(broker, *this, std::move(peer), loopback);
+  error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  handshake_timeout_ms_ = broker.config().handshake_timeout_ms;
+}
+
+TcpSession::~TcpSession() = default;
+
+void TcpSession::start() {
+  handshake_timer_.expires_after(std::chrono::milliseconds(handshake_timeout_ms_));
+  handshake_timer_.async_wait([self = shared_from_this()](error_code ec) {
+    if (!ec && !self->closed_) self->conn_->on_handshake_timeout();
+  });
+  do_read();
+}
+
+void TcpSession::do_read() {
+  if (closed_) return;
+  if (rlen_ == rbuf_.size()) rbuf_.resize(rbuf_.size() * 2);
+  socket_.async_read_some(
+      asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_),
+      [self = shared_from_this()](error_code ec, size_t n) {
+        if (self->closed_) return;
+        if (ec) {
+          self->finish();
+          return;
+        }
+        self->read_since_tick_ = true;
+        self->rlen_ += n;
+        size_t used = self->conn_->on_bytes(self->rbuf_.data(), self->rlen_);
+        if (used > 0) {
+          std::memmove(self->rbuf_.data(), self->rbuf_.data() + used, self->rlen_ - used);
+          self->rlen_ -= used;
+        }
+        self->conn_->end_of_input_batch();
+        if (self->conn_->state() == Connection::State::kClosed && !self->close_after_flush_ &&
+            !self->closed_) {
+          self->close_after_flush();
+        }
+        self->do_read();
+      });
+}
+
+void TcpSession::request_flush() {
+  if (writing_ || flush_posted_ || closed_) return;
+  flush_posted_ = true;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    self->do_write();
+  });
+}
+
+void TcpSession::do_write() {
+  if (writing_ || closed_) return;
+  OutBuffer& out = conn_->out();
+  if (out.empty()) {
+    if (close_after_flush_) {
+      error_code ec;
+      socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+      finish();
+    }
+    return;
+  }
+  was_blocked_ = was_blocked_ || conn_->write_blocked();
+  std::swap(in_flight_, out);
+  gather_.clear();
+  in_flight_.gather(gather_);
+  writing_ = true;
+  wrote_since_tick_ = true;
+  asio::async_write(socket_, gather_, [self = shared_from_this()](error_code ec, size_t) {
+    self->writing_ = false;
+    self->in_flight_.clear();
+    if (ec) {
+      self->finish();
+      return;
+    }
+    if (self->was_blocked_ && !self->conn_->write_blocked()) {
+      self->was_blocked_ = false;
+      self->conn_->on_output_drained();
+    }
+    self->do_write();
+  });
+}
+
+void TcpSession::close_after_flush() {
+  close_after_flush_ = true;
+  if (!writing_) request_flush();
+  // A peer that never reads must not keep the socket forever.
+  start_close_timer();
+}
+
+void TcpSession::abort() { finish(); }
+
+void TcpSession::start_close_timer() {
+  close_timer_.expires_after(std::chrono::seconds(3));
+  close_timer_.async_wait([self = shared_from_this()](error_code ec) {
+    if (!ec) self->finish();
+  });
+}
+
+void TcpSession::handshake_complete() { handshake_timer_.cancel(); }
+
+void TcpSession::start_heartbeat(uint16_t seconds) {
+  heartbeat_ = seconds;
+  if (seconds == 0) return;
+  on_heartbeat_tick();
+}
+
+// Ticks every half interval: send a heartbeat when nothing else was sent in the last half
+// interval; the peer is dead after two whole intervals without a byte (RabbitMQ's rule).
+void TcpSession::on_heartbeat_tick() {
+  if (closed_) return;
+  if (tick_ > 0) {
+    if (!wrote_since_tick_ && conn_->state() == Connection::State::kOpen) conn_->send_heartbeat();
+    wrote_since_tick_ = false;
+    if (read_since_tick_) {
+      missed_ticks_ = 0;
+    } else if (++missed_ticks_ >= 4) {
+      conn_->on_heartbeat_timeout();
+      return;
+    }
+    read_since_tick_ = false;
+  }
+  ++tick_;
+  heartbeat_timer_.expires_after(std::chrono::milliseconds(heartbeat_ * 500));
+  heartbeat_timer_.async_wait([self = shared_from_this()](error_code ec) {
+    if (!ec) self->on_heartbeat_tick();
+  });
+}
+
+void TcpSession::finish() {
+  if (closed_) return;
+  closed_ = true;
+  error_code ec;
+  handshake_timer_.cancel();
+  heartbeat_timer_.cancel();
+  close_timer_.cancel();
+  socket_.close(ec);
+  conn_->on_transport_closed();
+}
+
+}  // namespace warren::broker

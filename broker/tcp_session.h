@@ -1,0 +1,63 @@
+// TcpSession: one accepted socket, the Asio side of a Connection.
+//
+// Lives on the shard's io_context thread; kept alive by its pending async operations
+// (shared_from_this). Reads into a buffer that grows to frame_max, hands bytes to the
+// Connection, and writes the Connection's OutBuffer with one gathered async_write at a time
+// (double-buffered: the connection fills one buffer while the other is on the wire).
+#pragma once
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "broker/connection.h"
+#include "broker/transport.h"
+
+namespace warren::broker {
+
+class Broker;
+
+class TcpSession : public std::enable_shared_from_this<TcpSession>, public Transport {
+ public:
+  TcpSession(boost::asio::ip::tcp::socket socket, Broker& broker);
+  ~TcpSession() override;
+  void start();
+
+  // Transport
+  void request_flush() override;
+  void close_after_flush() override;
+  void abort() override;
+  void start_heartbeat(uint16_t seconds) override;
+  void handshake_complete() override;
+  void start_close_timer() override;
+
+ private:
+  void do_read();
+  void do_write();
+  void on_heartbeat_tick();
+  void finish();
+
+  boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<Connection> conn_;
+  std::vector<uint8_t> rbuf_;
+  size_t rlen_ = 0;
+  OutBuffer in_flight_;
+  std::vector<boost::asio::const_buffer> gather_;
+  bool writing_ = false;
+  bool flush_posted_ = false;
+  bool close_after_flush_ = false;
+  bool closed_ = false;
+  bool was_blocked_ = false;
+  uint16_t heartbeat_ = 0;
+  bool read_since_tick_ = false;
+  bool wrote_since_tick_ = false;
+  int missed_ticks_ = 0;
+  int tick_ = 0;
+  uint32_t handshake_timeout_ms_ = 10000;
+  boost::asio::steady_timer handshake_timer_;
+  boost::asio::steady_timer heartbeat_timer_;
+  boost::asio::steady_timer close_timer_;
+};
+
+}  // namespace warren::broker

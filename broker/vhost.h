@@ -1,0 +1,99 @@
+// VHost: the exchanges, queues and bindings of one virtual host, and publish routing.
+//
+// Topology owner for its vhost (single shard for now). Queues and exchanges get ids that
+// the exchange layer routes to; names are unique per vhost.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "amqp/field_table.h"
+#include "broker/queue.h"
+#include "exchange/exchange.h"
+
+namespace warren::broker {
+
+class Broker;
+
+struct ExchangeBinding {
+  std::string source;
+  exchange::Binding binding;
+};
+
+struct Exchange {
+  uint32_t id = 0;
+  std::string name;
+  std::string type;
+  bool durable = false;
+  bool auto_delete = false;
+  bool internal = false;
+  amqp::FieldTable arguments;
+  std::string alternate;  // alternate-exchange argument, or empty
+  std::unique_ptr<exchange::ExchangeType> impl;
+  std::vector<exchange::Binding> bindings;  // bindings with this exchange as source
+  size_t bound_as_destination = 0;
+};
+
+class VHost {
+ public:
+  VHost(Broker& broker, std::string name);
+  const std::string& name() const { return name_; }
+  Broker& broker() const { return *broker_; }
+
+  Exchange* find_exchange(std::string_view name);
+  Exchange* exchange_by_id(uint32_t id);
+  Queue* find_queue(std::string_view name);
+  Queue* queue_by_id(uint32_t id);
+  const std::map<std::string, std::unique_ptr<Exchange>, std::less<>>& exchanges() const {
+    return exchanges_;
+  }
+  const std::map<std::string, QueuePtr, std::less<>>& queues() const { return queues_; }
+
+  // REQUIRES: no exchange of that name; `type` is registered.
+  Exchange& add_exchange(std::string name, std::string type, bool durable, bool auto_delete,
+                         bool internal, amqp::FieldTable arguments);
+  // Removes the exchange and every binding it is source or destination of.
+  void delete_exchange(Exchange& x);
+
+  // REQUIRES: no queue of that name.
+  Queue& add_queue(std::string name, bool durable, bool exclusive, bool auto_delete,
+                   amqp::FieldTable arguments, Connection* owner);
+  // Removes the queue and its bindings, cancels its consumers; returns ready messages dropped.
+  size_t delete_queue(Queue& q);
+
+  // Returns false when the binding already existed.
+  bool bind(Exchange& source, exchange::Destination dest, std::string routing_key,
+            amqp::FieldTable arguments);
+  // Returns false when there was no such binding.
+  bool unbind(Exchange& source, exchange::Destination dest, std::string_view routing_key,
+              const amqp::FieldTable& arguments);
+  bool has_bindings_to(exchange::Destination dest) const;
+
+  // Routes a message from `x` (or the default exchange when x is null) into queues,
+  // following exchange-to-exchange bindings and alternate exchanges. Fills `out` with each
+  // target queue once.
+  void route(Exchange* x, const Message& m, std::string_view routing_key,
+             std::vector<Queue*>& out);
+
+ private:
+  void route_into(Exchange& x, const Message& m, std::string_view routing_key,
+                  const exchange::RoutingInput& in, std::vector<Queue*>& out,
+                  std::vector<uint32_t>& visited);
+  void remove_bindings_to(exchange::Destination dest);
+  void maybe_auto_delete(Exchange& x);
+
+  Broker* broker_;
+  std::string name_;
+  uint32_t next_id_ = 1;
+  std::map<std::string, std::unique_ptr<Exchange>, std::less<>> exchanges_;
+  std::map<std::string, QueuePtr, std::less<>> queues_;
+  std::unordered_map<uint32_t, Exchange*> exchange_ids_;
+  std::unordered_map<uint32_t, Queue*> queue_ids_;
+  std::vector<exchange::Destination> scratch_;
+};
+
+}  // namespace warren::broker

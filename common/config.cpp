@@ -1,0 +1,134 @@
+#include "common/config.h"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace warren::common {
+
+namespace {
+std::string trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t\r");
+  if (a == std::string::npos) return "";
+  size_t b = s.find_last_not_of(" \t\r");
+  return s.substr(a, b - a + 1);
+}
+
+template <typename T>
+T parse_uint(const std::string& key, const std::string& v, uint64_t max) {
+  uint64_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size() || out > max) {
+    throw ConfigError("invalid value '" + v + "' for " + key);
+  }
+  return static_cast<T>(out);
+}
+
+// "5672", "127.0.0.1:5672" or "[::1]:5672".
+void parse_listener(const std::string& v, Config& c) {
+  size_t colon = v.rfind(':');
+  if (colon == std::string::npos) {
+    c.amqp_port = parse_uint<uint16_t>("listeners.tcp", v, 65535);
+    return;
+  }
+  std::string host = v.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  c.bind_address = host;
+  c.amqp_port = parse_uint<uint16_t>("listeners.tcp", v.substr(colon + 1), 65535);
+}
+}  // namespace
+
+bool Config::apply(const std::string& key, const std::string& value) {
+  if (key.rfind("listeners.tcp.", 0) == 0) {
+    parse_listener(value, *this);
+  } else if (key == "heartbeat") {
+    heartbeat = parse_uint<uint16_t>(key, value, 65535);
+  } else if (key == "frame_max") {
+    frame_max = parse_uint<uint32_t>(key, value, 0xFFFFFFFFu);
+    if (frame_max != 0 && frame_max < 4096) throw ConfigError("frame_max must be at least 4096");
+  } else if (key == "channel_max") {
+    channel_max = parse_uint<uint16_t>(key, value, 65535);
+  } else if (key == "handshake_timeout") {
+    handshake_timeout_ms = parse_uint<uint32_t>(key, value, 0xFFFFFFFFu);
+  } else if (key == "max_message_size") {
+    max_message_size = parse_uint<uint64_t>(key, value, 536870912);
+  } else if (key == "consumer_timeout") {
+    consumer_timeout_ms = parse_uint<uint64_t>(key, value, UINT64_MAX);
+  } else if (key == "default_user") {
+    default_user = value;
+  } else if (key == "default_pass") {
+    default_pass = value;
+  } else if (key == "default_vhost") {
+    default_vhost = value;
+  } else if (key == "loopback_users") {
+    if (value != "none") throw ConfigError("invalid value '" + value + "' for loopback_users");
+    loopback_users.clear();
+  } else if (key.rfind("loopback_users.", 0) == 0) {
+    if (value == "true") {
+      loopback_users.push_back(key.substr(15));
+    } else if (value == "false") {
+      std::erase(loopback_users, key.substr(15));
+    } else {
+      throw ConfigError("invalid value '" + value + "' for " + key);
+    }
+  } else if (key == "management.tcp.port") {
+    http_port = parse_uint<uint16_t>(key, value, 65535);
+  } else if (key == "log.level" || key == "log.console.level") {
+    static const char* kLevels[] = {"debug", "info", "warning", "error", "critical", "none"};
+    bool ok = false;
+    for (const char* l : kLevels) ok = ok || value == l;
+    if (!ok) throw ConfigError("invalid value '" + value + "' for " + key);
+    log_level = value;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void load_config_text(const std::string& text, const std::string& origin, Config& cfg) {
+  std::istringstream in(text);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    std::string t = trim(line);
+    if (t.empty() || t[0] == '#') continue;
+    size_t eq = t.find('=');
+    if (eq == std::string::npos) {
+      throw ConfigError(origin + ":" + std::to_string(lineno) + ": expected 'key = value'");
+    }
+    std::string key = trim(t.substr(0, eq));
+    std::string value = trim(t.substr(eq + 1));
+    // Inline comments are not part of rabbitmq.conf values, but a trailing "# ..." after
+    // whitespace is common in hand-written files.
+    if (size_t hash = value.find(" #"); hash != std::string::npos) value = trim(value.substr(0, hash));
+    try {
+      if (!cfg.apply(key, value)) {
+        cfg.warnings.push_back(origin + ":" + std::to_string(lineno) + ": setting '" + key +
+                               "' is not supported by Warren and is ignored");
+      }
+    } catch (const ConfigError& e) {
+      throw ConfigError(origin + ":" + std::to_string(lineno) + ": " + e.what());
+    }
+  }
+}
+
+void load_config_file(const std::string& path, Config& cfg) {
+  std::ifstream f(path);
+  if (!f) throw ConfigError(path + ": cannot read config file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  load_config_text(ss.str(), path, cfg);
+}
+
+std::string default_data_dir() {
+  if (const char* d = std::getenv("WARREN_DATA_DIR")) return d;
+  if (geteuid() == 0) return "/var/lib/warren";
+  if (const char* home = std::getenv("HOME")) return std::string(home) + "/.local/share/warren";
+  return "warren-data";
+}
+
+}  // namespace warren::common

@@ -1,0 +1,51 @@
+// Config: the broker's settings, read from RabbitMQ's rabbitmq.conf format and flags.
+//
+// Built once at start on the main thread, then read-only. Keys follow rabbitmq.conf
+// (`listeners.tcp.default`, `heartbeat`, `frame_max`, ...). Unknown keys are warned about
+// once; values that do not parse are refused with the key and line number.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace warren::common {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  std::string bind_address = "0.0.0.0";
+  uint16_t amqp_port = 5672;
+  uint16_t http_port = 15672;
+  std::string data_dir;  // empty: default_data_dir()
+  uint16_t heartbeat = 60;
+  uint32_t frame_max = 131072;
+  uint16_t channel_max = 2047;
+  uint32_t handshake_timeout_ms = 10000;
+  uint64_t max_message_size = 134217728;
+  uint64_t consumer_timeout_ms = 1800000;
+  std::string default_user = "guest";
+  std::string default_pass = "guest";
+  std::string default_vhost = "/";
+  std::vector<std::string> loopback_users = {"guest"};
+  std::string log_level = "info";
+  std::vector<std::string> warnings;  // ignored keys, one line each
+
+  // Applies one `key = value` setting. Returns false for a key Warren does not know.
+  // Throws ConfigError for a value that does not parse.
+  bool apply(const std::string& key, const std::string& value);
+};
+
+// Reads a rabbitmq.conf file into `cfg`. Throws ConfigError("FILE:LINE: ...").
+void load_config_file(const std::string& path, Config& cfg);
+// Parses rabbitmq.conf text (for tests). `origin` names it in errors.
+void load_config_text(const std::string& text, const std::string& origin, Config& cfg);
+
+// /var/lib/warren for root, else $HOME/.local/share/warren (or ./warren-data).
+std::string default_data_dir();
+
+}  // namespace warren::common

@@ -1,0 +1,214 @@
+#include "exchange/exchange.h"
+
+#include <algorithm>
+
+#include "exchange/direct.h"
+#include "exchange/fanout.h"
+#include "exchange/headers.h"
+#include "exchange/topic.h"
+
+namespace warren::exchange {
+
+Registry& Registry::builtin() {
+  static Registry* r = [] {
+    auto* reg = new Registry;
+    reg->add("direct", [] { return std::make_unique<DirectExchange>(); });
+    reg->add("fanout", [] { return std::make_unique<FanoutExchange>(); });
+    reg->add("topic", [] { return std::make_unique<TopicExchange>(); });
+    reg->add("headers", [] { return std::make_unique<HeadersExchange>(); });
+    return reg;
+  }();
+  return *r;
+}
+
+void Registry::add(std::string name, ExchangeFactory factory) {
+  factories_[std::move(name)] = std::move(factory);
+}
+
+std::unique_ptr<ExchangeType> Registry::create(std::string_view name) const {
+  auto it = factories_.find(name);
+  return it == factories_.end() ? nullptr : it->second();
+}
+
+bool Registry::has(std::string_view name) const { return factories_.find(name) != factories_.end(); }
+
+// ---- direct ----
+void DirectExchange::bind(const Binding& b) { by_key_[b.routing_key].push_back(b.destination); }
+
+void DirectExchange::unbind(const Binding& b) {
+  auto it = by_key_.find(b.routing_key);
+  if (it == by_key_.end()) return;
+  auto& v = it->second;
+  auto pos = std::find(v.begin(), v.end(), b.destination);
+  if (pos != v.end()) v.erase(pos);
+  if (v.empty()) by_key_.erase(it);
+}
+
+void DirectExchange::route(const RoutingInput& in, std::vector<Destination>& out) const {
+  auto it = by_key_.find(in.routing_key);
+  if (it != by_key_.end()) out.insert(out.end(), it->second.begin(), it->second.end());
+}
+
+// ---- fanout ----
+void FanoutExchange::bind(const Binding& b) { destinations_.push_back(b.destination); }
+
+void FanoutExchange::unbind(const Binding& b) {
+  auto pos = std::find(destinations_.begin(), destinations_.end(), b.destination);
+  if (pos != destinations_.end()) destinations_.erase(pos);
+}
+
+void FanoutExchange::route(const RoutingInput&, std::vector<Destination>& out) const {
+  out.insert(out.end(), destinations_.begin(), destinations_.end());
+}
+
+// ---- topic ----
+struct TopicExchange::Node {
+  std::unordered_map<std::string, std::unique_ptr<Node>> children;
+  std::vector<Destination> destinations;  // bindings whose pattern ends here
+};
+
+namespace {
+std::vector<std::string_view> split_words(std::string_view key) {
+  std::vector<std::string_view> words;
+  size_t start = 0;
+  while (true) {
+    size_t dot = key.find('.', start);
+    if (dot == std::string_view::npos) {
+      words.push_back(key.substr(start));
+      break;
+    }
+    words.push_back(key.substr(start, dot - start));
+    start = dot + 1;
+  }
+  return words;
+}
+}  // namespace
+
+TopicExchange::TopicExchange() : root_(std::make_unique<Node>()) {}
+TopicExchange::~TopicExchange() = default;
+
+void TopicExchange::bind(const Binding& b) {
+  Node* n = root_.get();
+  for (std::string_view w : split_words(b.routing_key)) {
+    auto& child = n->children[std::string(w)];
+    if (!child) child = std::make_unique<Node>();
+    n = child.get();
+  }
+  n->destinations.push_back(b.destination);
+}
+
+void TopicExchange::unbind(const Binding& b) {
+  auto words = split_words(b.routing_key);
+  std::vector<std::pair<Node*, std::string>> path;
+  Node* n = root_.get();
+  for (std::string_view w : words) {
+    auto it = n->children.find(std::string(w));
+    if (it == n->children.end()) return;
+    path.emplace_back(n, std::string(w));
+    n = it->second.get();
+  }
+  auto pos = std::find(n->destinations.begin(), n->destinations.end(), b.destination);
+  if (pos != n->destinations.end()) n->destinations.erase(pos);
+  // Prune empty nodes from the leaf up.
+  for (auto it = path.rbegin(); it != path.rend(); ++it) {
+    Node* parent = it->first;
+    Node* child = parent->children[it->second].get();
+    if (!child->destinations.empty() || !child->children.empty()) break;
+    parent->children.erase(it->second);
+  }
+}
+
+void TopicExchange::match(const Node& node, const std::vector<std::string_view>& words, size_t i,
+                          std::vector<Destination>& out) const {
+  if (i == words.size()) {
+    out.insert(out.end(), node.destinations.begin(), node.destinations.end());
+  }
+  // '#' matches zero or more words: try every split point.
+  if (auto it = node.children.find("#"); it != node.children.end()) {
+    for (size_t j = i; j <= words.size(); ++j) match(*it->second, words, j, out);
+  }
+  if (i == words.size()) return;
+  if (auto it = node.children.find("*"); it != node.children.end()) {
+    match(*it->second, words, i + 1, out);
+  }
+  // Literal children; a '*' or '#' word in a routing key was matched by the wildcards above.
+  if (words[i] != "*" && words[i] != "#") {
+    if (auto it = node.children.find(std::string(words[i])); it != node.children.end()) {
+      match(*it->second, words, i + 1, out);
+    }
+  }
+}
+
+void TopicExchange::route(const RoutingInput& in, std::vector<Destination>& out) const {
+  const auto words = split_words(in.routing_key);
+  const size_t before = out.size();
+  match(*root_, words, 0, out);
+  // Several '#' expansions can reach one binding more than once; keep each once.
+  if (out.size() - before > 1) {
+    std::sort(out.begin() + static_cast<long>(before), out.end());
+    out.erase(std::unique(out.begin() + static_cast<long>(before), out.end()), out.end());
+  }
+}
+
+// ---- headers ----
+namespace {
+std::string_view x_match(const amqp::FieldTable& args) {
+  if (const amqp::FieldValue* v = args.find("x-match")) {
+    if (auto s = v->as_string()) return *s;
+  }
+  return "all";
+}
+}  // namespace
+
+std::string HeadersExchange::validate_binding(const Binding& b) const {
+  if (const amqp::FieldValue* v = b.arguments.find("x-match")) {
+    auto s = v->as_string();
+    if (!s || (*s != "all" && *s != "any" && *s != "all-with-x" && *s != "any-with-x")) {
+      return "Invalid x-match field value " + amqp::value_to_text(*v) +
+             "; expected all, any, all-with-x, or any-with-x";
+    }
+  }
+  return {};
+}
+
+bool HeadersExchange::matches(const amqp::FieldTable& args, const amqp::FieldTable* headers) {
+  const std::string_view mode = x_match(args);
+  const bool any = mode == "any" || mode == "any-with-x";
+  const bool with_x = mode == "all-with-x" || mode == "any-with-x";
+  for (const auto& [key, want] : args.entries) {
+    if (key == "x-match") continue;
+    if (!with_x && key.size() >= 2 && key[0] == 'x' && key[1] == '-') continue;
+    const amqp::FieldValue* have = headers ? headers->find(key) : nullptr;
+    bool ok = false;
+    if (have) {
+      ok = std::holds_alternative<amqp::Void>(want.v) || *have == want;
+      if (!ok) {
+        // Integers of different widths compare by value, as Erlang terms do.
+        auto a = have->as_int();
+        auto b = want.as_int();
+        ok = a && b && *a == *b;
+      }
+    }
+    if (any && ok) return true;
+    if (!any && !ok) return false;
+  }
+  // all: every (possibly zero) argument matched; any: none did.
+  return !any;
+}
+
+void HeadersExchange::bind(const Binding& b) { bindings_.push_back(b); }
+
+void HeadersExchange::unbind(const Binding& b) {
+  auto pos = std::find(bindings_.begin(), bindings_.end(), b);
+  if (pos != bindings_.end()) bindings_.erase(pos);
+}
+
+void HeadersExchange::route(const RoutingInput& in, std::vector<Destination>& out) const {
+  if (bindings_.empty()) return;
+  const amqp::FieldTable* headers = in.headers ? in.headers() : nullptr;
+  for (const Binding& b : bindings_) {
+    if (matches(b.arguments, headers)) out.push_back(b.destination);
+  }
+}
+
+}  // namespace warren::exchange
