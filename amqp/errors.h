@@ -17,6 +17,8 @@ class AmqpError : public std::runtime_error {
   ReplyCode code;
   uint16_t class_id;
   uint16_t method_id;
+  // When set, the dispatcher leaves class and method ids as they are (0/0 included).
+  bool keep_ids = false;
   // "NOT_FOUND - no queue 'q' in vhost '/'", cut to the 255 bytes a shortstr holds.
   std::string reply_text() const;
 };

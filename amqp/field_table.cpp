@@ -6,7 +6,7 @@
 namespace warren::amqp {
 
 namespace {
-constexpr char kTypeChars[] = "tbBsuIilfdDSATFVx";
+constexpr char kTypeChars[] = "tbBsuIilfdDSATFVxL";
 constexpr int kMaxDepth = 64;  // Nested tables deeper than this are refused as malformed.
 
 FieldValue decode_value_depth(Reader& r, int depth);
@@ -58,6 +58,7 @@ FieldValue decode_value_depth(Reader& r, int depth) {
     case 'F': return FieldValue(decode_table_depth(r, depth));
     case 'V': return FieldValue(Void{});
     case 'x': return FieldValue(ByteArray{std::string(r.longstr())});
+    case 'L': return FieldValue(LongLongInt{static_cast<int64_t>(r.u64())});
     default: throw DecodeError(std::string("unknown field type '") + t + "'");
   }
 }
@@ -79,7 +80,7 @@ void skip_value(Reader& r, int depth) {
     case 't': case 'b': case 'B': r.bytes(1); return;
     case 's': case 'u': r.bytes(2); return;
     case 'I': case 'i': case 'f': r.bytes(4); return;
-    case 'l': case 'd': case 'T': r.bytes(8); return;
+    case 'l': case 'd': case 'T': case 'L': r.bytes(8); return;
     case 'D': r.bytes(5); return;
     case 'S': case 'x': r.longstr(); return;
     case 'V': return;
@@ -150,6 +151,8 @@ std::optional<int64_t> FieldValue::as_int() const {
         using T = std::decay_t<decltype(a)>;
         if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
           return static_cast<int64_t>(a);
+        } else if constexpr (std::is_same_v<T, LongLongInt>) {
+          return a.value;
         } else {
           return std::nullopt;
         }
@@ -203,6 +206,8 @@ void encode_value(Writer& w, const FieldValue& fv) {
           w.patch_u32(at, static_cast<uint32_t>(w.size() - at - 4));
         } else if constexpr (std::is_same_v<T, Timestamp>) {
           w.u64(a.value);
+        } else if constexpr (std::is_same_v<T, LongLongInt>) {
+          w.u64(static_cast<uint64_t>(a.value));
         } else if constexpr (std::is_same_v<T, FieldTable>) {
           encode_table(w, a);
         } else {
@@ -234,7 +239,7 @@ std::string value_to_text(const FieldValue& fv) {
           return std::to_string(a);
         } else if constexpr (std::is_same_v<T, LongString> || std::is_same_v<T, ByteArray>) {
           return a.value;
-        } else if constexpr (std::is_same_v<T, Timestamp>) {
+        } else if constexpr (std::is_same_v<T, Timestamp> || std::is_same_v<T, LongLongInt>) {
           return std::to_string(a.value);
         } else if constexpr (std::is_same_v<T, Void>) {
           return "undefined";

@@ -54,12 +54,17 @@ struct ByteArray {
 struct Void {
   bool operator==(const Void&) const = default;
 };
+// 'L': a signed 64-bit integer as py-amqp writes it (RabbitMQ passes such headers through).
+struct LongLongInt {
+  int64_t value = 0;
+  bool operator==(const LongLongInt&) const = default;
+};
 
 struct FieldValue {
-  // Alternatives in the order of their type letters: t b B s u I i l f d D S A T F V x.
+  // Alternatives in the order of their type letters: t b B s u I i l f d D S A T F V x L.
   using Storage = std::variant<bool, int8_t, uint8_t, int16_t, uint16_t, int32_t, uint32_t,
                                int64_t, float, double, Decimal, LongString, FieldArray,
-                               Timestamp, FieldTable, Void, ByteArray>;
+                               Timestamp, FieldTable, Void, ByteArray, LongLongInt>;
   Storage v;
 
   FieldValue() : v(Void{}) {}

@@ -52,7 +52,7 @@ struct BasicProperties {
   bool has(Flag f) const { return (flags & f) != 0; }
 
   // Decodes the flag words and properties (not the class/weight/size prefix). Headers are
-  // decoded only when `with_headers` is set; they are skipped (but validated) otherwise.
+  // decoded only when `with_headers` is set; otherwise they are validated and skipped.
   // Throws DecodeError.
   static BasicProperties decode(std::string_view raw, bool with_headers = true);
   // Writes the flag word and the properties whose flags are set.

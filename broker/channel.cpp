@@ -49,6 +49,52 @@ constexpr const char* kQueueEquivArgs[] = {
     "x-max-length-bytes", "x-max-priority", "x-message-ttl", "x-overflow", "x-queue-mode",
     "x-queue-type", "x-single-active-consumer", "x-queue-master-locator", "x-queue-version"};
 
+bool is_int(const amqp::FieldValue& v) { return v.as_int().has_value(); }
+
+// Validates the queue arguments RabbitMQ knows. Returns "" or a message in which \x01 marks
+// where "queue 'q' in vhost 'v'" goes.
+std::string validate_queue_arguments(const amqp::FieldTable& args) {
+  for (const auto& [key, v] : args.entries) {
+    std::string err;
+    auto need_int = [&]() -> bool {
+      if (is_int(v)) return true;
+      err = "\"expected integer, got " + type_name(v) + "\"";
+      return false;
+    };
+    if (key == "x-message-ttl" || key == "x-max-length" || key == "x-max-length-bytes" ||
+        key == "x-max-priority") {
+      if (need_int() && *v.as_int() < 0) err = "{value_negative," + std::to_string(*v.as_int()) + "}";
+      if (err.empty() && key == "x-max-priority" && *v.as_int() > 255) {
+        err = "{value_too_large," + std::to_string(*v.as_int()) + ",255}";
+      }
+    } else if (key == "x-expires") {
+      if (need_int()) {
+        if (*v.as_int() == 0) err = "{value_zero,0}";
+        else if (*v.as_int() < 0) err = "{value_negative," + std::to_string(*v.as_int()) + "}";
+      }
+    } else if (key == "x-dead-letter-exchange" || key == "x-dead-letter-routing-key") {
+      if (!std::holds_alternative<amqp::LongString>(v.v)) err = "{unacceptable_type," + type_name(v) + "}";
+    } else if (key == "x-single-active-consumer") {
+      if (!v.as_bool()) err = "{unacceptable_type," + type_name(v) + "}";
+    } else if (key == "x-overflow") {
+      auto s = v.as_string();
+      if (!s) {
+        err = "{unacceptable_type," + type_name(v) + "}";
+      } else if (*s != "drop-head" && *s != "reject-publish" && *s != "reject-publish-dlx") {
+        err = "{invalid_overflow,<<\"" + std::string(*s) + "\">>}";
+      }
+    } else if (key == "x-queue-mode") {
+      auto s = v.as_string();
+      if (!s || (*s != "default" && *s != "lazy")) err = "{invalid_queue_mode," + amqp::value_to_text(v) + "}";
+    }
+    if (!err.empty()) return "invalid arg '" + key + "' for \x01: " + err;
+  }
+  if (args.find("x-dead-letter-routing-key") && !args.find("x-dead-letter-exchange")) {
+    return "invalid arg 'x-dead-letter-routing-key' for \x01: routing_key_but_no_dlx_defined";
+  }
+  return {};
+}
+
 bool same_int_value(const amqp::FieldValue& a, const amqp::FieldValue& b) {
   auto x = a.as_int(), y = b.as_int();
   return x && y && *x == *y;
@@ -61,10 +107,14 @@ void check_equivalent_args(const amqp::FieldTable& current, const amqp::FieldTab
     const amqp::FieldValue* r = received.find(key);
     if (!c && !r) continue;
     if (c && r && (*c == *r || same_int_value(*c, *r))) continue;
-    std::string rs = r ? "the value '" + amqp::value_to_text(*r) + "' of type '" + type_name(*r) + "'"
-                       : "none";
-    std::string cs = c ? "the value '" + amqp::value_to_text(*c) + "' of type '" + type_name(*c) + "'"
-                       : "none";
+    // Both present: bare quoted values; one missing: typed value against "none".
+    auto show = [&](const amqp::FieldValue* v) -> std::string {
+      if (!v) return "none";
+      if (c && r) return "'" + amqp::value_to_text(*v) + "'";
+      return "the value '" + amqp::value_to_text(*v) + "' of type '" + type_name(*v) + "'";
+    };
+    std::string rs = show(r);
+    std::string cs = show(c);
     throw ChannelError(ReplyCode::kPreconditionFailed,
                        "inequivalent arg '" + std::string(key) + "' for " + what + ": received " +
                            rs + " but current is " + cs);
@@ -122,7 +172,11 @@ std::string Channel::queue_name_or_last(std::string_view name) {
 }
 
 void Channel::check_exclusive(const Queue& q) {
-  if (q.exclusive() && q.owner() != &conn_) {
+  if (q.exclusive() && q.owner() != &conn_) throw_locked(q);
+}
+
+void Channel::throw_locked(const Queue& q) {
+  {
     throw ChannelError(ReplyCode::kResourceLocked,
                        "cannot obtain exclusive access to locked queue '" + q.name() +
                            "' in vhost '" + vhost().name() +
@@ -246,21 +300,13 @@ void Channel::handle(amqp::Command& cmd) {
 void Channel::on_exchange_declare(const amqp::ExchangeDeclare& m) {
   const std::string name(m.exchange);
   const std::string where = "exchange '" + name + "' in vhost '" + vhost().name() + "'";
-  if (m.passive) {
-    if (name.empty()) {
-      if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeclareOk{});
-      return;
-    }
-    exchange_for(name);
-    if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeclareOk{});
-    return;
-  }
   if (name.empty()) {
     throw ChannelError(ReplyCode::kAccessRefused, "operation not permitted on the default exchange");
   }
-  if (has_reserved_prefix(name)) {
-    throw ChannelError(ReplyCode::kAccessRefused,
-                       "exchange name '" + name + "' contains reserved prefix 'amq.*'");
+  if (m.passive) {
+    exchange_for(name);
+    if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeclareOk{});
+    return;
   }
   const std::string type(m.type_);
   if (!exchange::Registry::builtin().has(type)) {
@@ -295,6 +341,10 @@ void Channel::on_exchange_declare(const amqp::ExchangeDeclare& m) {
                    cur ? "the value '" + amqp::value_to_text(*cur) + "' of type 'longstr'" : "none");
     }
   } else {
+    if (has_reserved_prefix(name)) {
+      throw ChannelError(ReplyCode::kAccessRefused,
+                         "exchange name '" + name + "' contains reserved prefix 'amq.*'");
+    }
     vhost().add_exchange(name, type, m.durable, m.auto_delete, m.internal, m.arguments);
   }
   if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeclareOk{});
@@ -306,8 +356,9 @@ void Channel::on_exchange_delete(const amqp::ExchangeDelete& m) {
     throw ChannelError(ReplyCode::kAccessRefused, "operation not permitted on the default exchange");
   }
   if (has_reserved_prefix(name)) {
-    throw ChannelError(ReplyCode::kAccessRefused,
-                       "exchange name '" + name + "' contains reserved prefix 'amq.*'");
+    throw ChannelError(ReplyCode::kAccessRefused, "deletion of system exchange '" + name +
+                                                      "' in vhost '" + vhost().name() +
+                                                      "' not allowed");
   }
   if (Exchange* x = vhost().find_exchange(name)) {
     if (m.if_unused && (!x->bindings.empty() || x->bound_as_destination > 0)) {
@@ -324,19 +375,23 @@ void Channel::on_exchange_bind(const amqp::ExchangeBind& m, bool bind) {
   if (src.empty() || dst.empty()) {
     throw ChannelError(ReplyCode::kAccessRefused, "operation not permitted on the default exchange");
   }
+  if (!bind) {
+    Exchange* d = vhost().find_exchange(dst);
+    Exchange* s = vhost().find_exchange(src);
+    if (d && s) vhost().unbind(*s, exchange::Destination{d->id, true}, m.routing_key, m.arguments);
+    if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeUnbindOk{});
+    return;
+  }
   Exchange& d = exchange_for(dst);
   Exchange& s = exchange_for(src);
   const exchange::Destination dest{d.id, true};
-  if (bind) {
+  {
     exchange::Binding b{dest, std::string(m.routing_key), m.arguments};
     if (std::string err = s.impl->validate_binding(b); !err.empty()) {
       throw ChannelError(ReplyCode::kPreconditionFailed, err);
     }
     vhost().bind(s, dest, std::string(m.routing_key), m.arguments);
     if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeBindOk{});
-  } else {
-    vhost().unbind(s, dest, m.routing_key, m.arguments);
-    if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeUnbindOk{});
   }
 }
 
@@ -346,7 +401,6 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
   std::string name(m.queue);
   VHost& vh = vhost();
   if (m.passive) {
-    name = queue_name_or_last(name);
     Queue& q = queue_for(name);
     last_queue_ = name;
     if (!m.no_wait) {
@@ -378,9 +432,14 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
                              std::string(*s) + "' is not supported by Warren yet");
     }
   }
+  if (std::string err = validate_queue_arguments(m.arguments); !err.empty()) {
+    throw ChannelError(ReplyCode::kPreconditionFailed, err.substr(0, err.find('\x01')) + where +
+                                                           err.substr(err.find('\x01') + 1));
+  }
   Queue* q = vh.find_queue(name);
   if (q) {
     check_exclusive(*q);
+    if (q->exclusive() != m.exclusive) throw_locked(*q);
     auto inequivalent = [&](const char* arg, bool got, bool cur) {
       throw ChannelError(ReplyCode::kPreconditionFailed,
                          std::string("inequivalent arg '") + arg + "' for " + where +
@@ -389,7 +448,6 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
     };
     if (q->durable() != m.durable) inequivalent("durable", m.durable, q->durable());
     if (q->auto_delete() != m.auto_delete) inequivalent("auto_delete", m.auto_delete, q->auto_delete());
-    if (q->exclusive() != m.exclusive) inequivalent("exclusive", m.exclusive, q->exclusive());
     check_equivalent_args(q->arguments(), m.arguments, where);
   } else {
     q = &vh.add_queue(name, m.durable, m.exclusive, m.auto_delete, m.arguments,
@@ -431,9 +489,10 @@ void Channel::on_queue_unbind(const amqp::QueueUnbind& m) {
     throw ChannelError(ReplyCode::kAccessRefused,
                        "operation not permitted on the default exchange");
   }
-  Queue& q = queue_for(qname);
-  Exchange& x = exchange_for(m.exchange);
-  vhost().unbind(x, exchange::Destination{q.id(), false}, m.routing_key, m.arguments);
+  Queue* q = vhost().find_queue(qname);
+  Exchange* x = vhost().find_exchange(m.exchange);
+  if (q) check_exclusive(*q);
+  if (q && x) vhost().unbind(*x, exchange::Destination{q->id(), false}, m.routing_key, m.arguments);
   conn_.send_method(id_, amqp::QueueUnbindOk{});
 }
 
@@ -576,8 +635,12 @@ void Channel::on_basic_publish(const amqp::BasicPublish& m, amqp::Command& cmd) 
   MessagePtr msg(new Message);
   try {
     msg->summary = amqp::summarize_properties(cmd.properties);
-  } catch (const amqp::DecodeError& e) {
-    throw ConnectionError(ReplyCode::kSyntaxError, std::string("invalid content header: ") + e.what());
+  } catch (const amqp::DecodeError&) {
+    // RabbitMQ decodes every publish's headers; a table it cannot parse crashes its channel
+    // process, and the connection closes with a bare 541 INTERNAL_ERROR, class/method 0/0.
+    ConnectionError err(ReplyCode::kInternalError, "");
+    err.keep_ids = true;
+    throw err;
   }
   if (msg->summary.has_user_id) {
     auto props = amqp::BasicProperties::decode(cmd.properties, false);

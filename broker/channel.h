@@ -100,6 +100,7 @@ class Channel {
   Queue& queue_for(std::string_view name);  // 404 when missing, 405 when exclusive elsewhere
   Exchange& exchange_for(std::string_view name);  // 404 when missing
   void check_exclusive(const Queue& q);
+  [[noreturn]] void throw_locked(const Queue& q);
   // Routes and enqueues one message; sends basic.return for unroutable mandatory ones.
   void publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
                const MessagePtr& msg);

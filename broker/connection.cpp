@@ -14,6 +14,12 @@ using amqp::ReplyCode;
 namespace {
 constexpr uint8_t kProtocolHeader[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
 constexpr const char* kVersion = "0.1.0";
+// kombu (and so Celery) picks its basic.qos semantics from `product` and `version`: only a
+// server calling itself RabbitMQ >= 3.3 gets RabbitMQ's per-consumer prefetch. Warren
+// implements those semantics, so it reports the RabbitMQ release whose behaviour it follows
+// and names itself in `platform`, `information` and `warren_version`.
+constexpr const char* kCompatProduct = "RabbitMQ";
+constexpr const char* kCompatVersion = "3.13.7";
 
 // RabbitMQ negotiates each tune value as: 0 means "no limit", else the smaller one.
 uint32_t negotiate(uint32_t server, uint32_t client) {
@@ -131,9 +137,10 @@ void Connection::send_start() {
   props.set("cluster_name", "warren@localhost");
   props.set("copyright", "Copyright (c) the Warren authors");
   props.set("information", "Warren, an AMQP 0-9-1 broker compatible with RabbitMQ");
-  props.set("platform", "C++20");
-  props.set("product", "Warren");
-  props.set("version", kVersion);
+  props.set("platform", std::string("Warren ") + kVersion + " (C++20)");
+  props.set("product", kCompatProduct);
+  props.set("version", kCompatVersion);
+  props.set("warren_version", kVersion);
   start.server_properties = std::move(props);
   start.mechanisms = "PLAIN AMQPLAIN";
   start.locales = "en_US";
@@ -311,11 +318,6 @@ void Connection::on_open(const amqp::ConnectionOpen& m) {
 }
 
 void Connection::dispatch_channel_frame(const amqp::Frame& f) {
-  if (f.channel > channel_max_) {
-    throw ConnectionError(ReplyCode::kChannelError,
-                          "channel " + std::to_string(f.channel) + " exceeds channel_max " +
-                              std::to_string(channel_max_));
-  }
   auto it = channels_.find(f.channel);
   if (it == channels_.end()) {
     // Only channel.open may start a channel.
@@ -323,6 +325,13 @@ void Connection::dispatch_channel_frame(const amqp::Frame& f) {
       amqp::Reader r(f.payload);
       uint16_t cls = r.u16(), mid = r.u16();
       if (cls == amqp::kClassChannel && mid == amqp::ChannelOpen::kMethodId) {
+        // RabbitMQ limits how many channels are open, not the channel numbers.
+        if (channels_.size() >= channel_max_) {
+          throw ConnectionError(ReplyCode::kNotAllowed,
+                                "number of channels opened (" + std::to_string(channels_.size()) +
+                                    ") has reached the negotiated channel_max (" +
+                                    std::to_string(channel_max_) + ")");
+        }
         amqp::ChannelOpen open;
         open.decode(r);
         auto ch = std::make_unique<Channel>(*this, f.channel);
@@ -374,14 +383,14 @@ void Connection::dispatch_channel_frame(const amqp::Frame& f) {
     }
     ch.handle(cmd);
   } catch (amqp::ChannelError& e) {
-    if (e.class_id == 0) {
+    if (e.class_id == 0 && !e.keep_ids) {
       e.class_id = cls;
       e.method_id = mid;
     }
     ch.assembler().reset();
     ch.begin_close(e);
   } catch (amqp::ConnectionError& e) {
-    if (e.class_id == 0) {
+    if (e.class_id == 0 && !e.keep_ids) {
       e.class_id = cls;
       e.method_id = mid;
     }

@@ -164,7 +164,15 @@ void VHost::route(Exchange* x, const Message& m, std::string_view routing_key,
   in.routing_key = routing_key;
   in.headers = [&props, &m]() -> const amqp::FieldTable* {
     if (!m.summary.has_headers) return nullptr;
-    if (!props) props = amqp::BasicProperties::decode(m.properties, true);
+    if (!props) {
+      // Headers are passed through undecoded at publish time; a table that does not parse
+      // matches nothing rather than failing the publish.
+      try {
+        props = amqp::BasicProperties::decode(m.properties, true);
+      } catch (const amqp::DecodeError&) {
+        props.emplace();
+      }
+    }
     return &props->headers;
   };
   std::vector<uint32_t> visited;

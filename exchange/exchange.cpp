@@ -68,8 +68,10 @@ struct TopicExchange::Node {
 };
 
 namespace {
+// RabbitMQ splits on '.', except that the empty key has no words ("*" does not match it).
 std::vector<std::string_view> split_words(std::string_view key) {
   std::vector<std::string_view> words;
+  if (key.empty()) return words;
   size_t start = 0;
   while (true) {
     size_t dot = key.find('.', start);
@@ -164,7 +166,9 @@ std::string HeadersExchange::validate_binding(const Binding& b) const {
   if (const amqp::FieldValue* v = b.arguments.find("x-match")) {
     auto s = v->as_string();
     if (!s || (*s != "all" && *s != "any" && *s != "all-with-x" && *s != "any-with-x")) {
-      return "Invalid x-match field value " + amqp::value_to_text(*v) +
+      const std::string shown =
+          s ? "<<\"" + std::string(*s) + "\">>" : amqp::value_to_text(*v);
+      return "Invalid x-match field value " + shown +
              "; expected all, any, all-with-x, or any-with-x";
     }
   }
