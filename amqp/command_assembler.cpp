@@ -4,6 +4,19 @@
 
 namespace warren::amqp {
 
+Method decode_method_exact(std::string_view payload, uint16_t cls, uint16_t mid) {
+  Reader r(payload);
+  try {
+    Method m = decode_method(r);
+    if (!r.at_end()) throw DecodeError("trailing bytes");
+    return m;
+  } catch (const DecodeError&) {
+    // RabbitMQ: 501 "FRAME_ERROR - cannot decode <<argument bytes>>", with the method's ids.
+    throw ConnectionError(ReplyCode::kFrameError,
+                          "cannot decode " + erlang_octets(payload.substr(4)), cls, mid);
+  }
+}
+
 namespace {
 [[noreturn]] void unexpected(const std::string& text, uint16_t cls = 0, uint16_t mid = 0) {
   throw ConnectionError(ReplyCode::kUnexpectedFrame, text, cls, mid);
@@ -14,6 +27,7 @@ void CommandAssembler::reset() {
   state_ = State::kMethod;
   body_size_ = 0;
   discard_ = false;
+  overflowed_ = false;
   properties_.clear();
   body_.clear();
 }
@@ -33,13 +47,11 @@ bool CommandAssembler::feed(const Frame& frame, Command& out) {
       if (method_has_content(cls, mid)) {
         // The method's string views must outlive the frame: keep a copy of its payload.
         method_bytes_.assign(frame.payload.data(), frame.payload.size());
-        Reader r(method_bytes_);
-        method_ = decode_method(r);
+        method_ = decode_method_exact(method_bytes_, cls, mid);
         state_ = State::kHeader;
         return false;
       }
-      Reader r(frame.payload);
-      method_ = decode_method(r);
+      method_ = decode_method_exact(frame.payload, cls, mid);
       out.method = &method_;
       out.class_id = cls;
       out.method_id = mid;
@@ -67,6 +79,7 @@ bool CommandAssembler::feed(const Frame& frame, Command& out) {
       const std::string_view props = r.bytes(r.remaining());
       properties_.assign(props.data(), props.size());
       body_size_ = size;
+      overflowed_ = false;
       discard_ = size > max_body_;
       body_.clear();
       if (!discard_) body_.reserve(size);
@@ -80,9 +93,12 @@ bool CommandAssembler::feed(const Frame& frame, Command& out) {
                    method_id_);
       }
       const uint64_t have = (discard_ ? 0 : body_.size()) + frame.payload.size();
-      if (frame.payload.size() > body_size_ || (!discard_ && have > body_size_)) {
-        unexpected("content body exceeds the size announced in its header", class_id_,
-                   method_id_);
+      if (overflowed_ || frame.payload.size() > body_size_ || (!discard_ && have > body_size_)) {
+        // Like RabbitMQ, a body longer than announced never completes: the next method
+        // frame is then the error ("expected content body").
+        overflowed_ = true;
+        body_.clear();
+        return false;
       }
       if (discard_) {
         body_size_ -= frame.payload.size();

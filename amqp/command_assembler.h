@@ -23,6 +23,10 @@ struct Command {
   std::string body;        // reassembled body; moved out by the consumer
 };
 
+// Decodes a method payload that must be consumed exactly. Throws ConnectionError 501
+// ("cannot decode <<...>>", with the method's ids) when it is cut short or too long.
+Method decode_method_exact(std::string_view payload, uint16_t class_id, uint16_t method_id);
+
 class CommandAssembler {
  public:
   enum class State { kMethod, kHeader, kBody };
@@ -44,6 +48,7 @@ class CommandAssembler {
   uint64_t max_body_;
   uint64_t body_size_ = 0;
   bool discard_ = false;  // body over max size: consume frames, then report
+  bool overflowed_ = false;  // more body than announced: wait for the next method
   std::string method_bytes_;  // owned copy of a content method's payload
   Method method_;
   uint16_t class_id_ = 0;

@@ -19,6 +19,9 @@ class AmqpError : public std::runtime_error {
   uint16_t method_id;
   // When set, the dispatcher leaves class and method ids as they are (0/0 included).
   bool keep_ids = false;
+  // The stream cannot go on (bad frame end, oversize frame): the socket closes shortly
+  // after connection.close even without close-ok.
+  bool fatal = false;
   // "NOT_FOUND - no queue 'q' in vhost '/'", cut to the 255 bytes a shortstr holds.
   std::string reply_text() const;
 };

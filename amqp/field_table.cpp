@@ -172,6 +172,7 @@ std::optional<bool> FieldValue::as_bool() const {
 }
 
 FieldTable decode_table(Reader& r) { return decode_table_depth(r, 0); }
+void skip_one_value(Reader& r) { skip_value(r, 0); }
 FieldValue decode_value(Reader& r) { return decode_value_depth(r, 0); }
 void skip_table(Reader& r) { skip_table_depth(r, 0); }
 

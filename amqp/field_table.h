@@ -28,7 +28,7 @@ struct FieldTable {
   FieldValue* find(std::string_view key);
   void set(std::string_view key, FieldValue v);
   void erase(std::string_view key);
-  bool empty() const { return entries.empty(); }
+  bool empty() const;  // defined below FieldValue, which must be complete first (clang)
   bool operator==(const FieldTable&) const;
 };
 
@@ -88,6 +88,8 @@ struct FieldValue {
   const FieldArray* as_array() const { return std::get_if<FieldArray>(&v); }
 };
 
+inline bool FieldTable::empty() const { return entries.empty(); }
+
 // Reads a table (u32 length then entries). Throws DecodeError on malformed input, including
 // an unknown type letter (RabbitMQ closes the connection with 502 SYNTAX_ERROR then).
 FieldTable decode_table(Reader& r);
@@ -95,6 +97,8 @@ FieldValue decode_value(Reader& r);
 void encode_table(Writer& w, const FieldTable& t);
 void encode_value(Writer& w, const FieldValue& v);
 
+// Skips one type-tagged value. Throws DecodeError.
+void skip_one_value(Reader& r);
 // Validates a table without building it (used when a table is only passed through).
 void skip_table(Reader& r);
 

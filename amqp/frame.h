@@ -31,13 +31,18 @@ class FrameParser {
   uint32_t max_frame() const { return max_frame_; }
 
   // Parses one frame at the start of [data, data+len). Returns the bytes consumed, or 0 when
-  // more input is needed. Throws ConnectionError 501 FRAME_ERROR for a frame over frame_max,
-  // a bad frame-end octet, or an unknown frame type.
+  // more input is needed. Throws ConnectionError 501 FRAME_ERROR for a payload over
+  // frame_max, a bad frame-end octet, an unknown frame type, or a method, header or heartbeat
+  // payload of impossible size.
   size_t parse(const uint8_t* data, size_t len, Frame& out) const;
 
  private:
   uint32_t max_frame_;
 };
+
+// RabbitMQ's description of a bad frame: "type 1, all octets = <<0,20>>: reason".
+std::string frame_error_text(uint8_t type, std::string_view payload, std::string_view reason);
+std::string erlang_octets(std::string_view bytes);
 
 // Appends a method frame.
 template <typename M>

@@ -65,6 +65,20 @@ void BasicProperties::encode(Writer& w) const {
   if (has(kClusterId)) w.shortstr(cluster_id);
 }
 
+bool raw_headers_have_key(std::string_view raw, std::string_view key) {
+  Reader r(raw);
+  const uint16_t flags = r.u16();
+  if (!(flags & BasicProperties::kHeaders)) return false;
+  if (flags & BasicProperties::kContentType) r.shortstr();
+  if (flags & BasicProperties::kContentEncoding) r.shortstr();
+  Reader table(r.longstr());
+  while (!table.at_end()) {
+    if (table.shortstr() == key) return true;
+    skip_one_value(table);
+  }
+  return false;
+}
+
 PropertySummary summarize_properties(std::string_view raw) {
   BasicProperties p = BasicProperties::decode(raw, /*with_headers=*/false);
   PropertySummary s;
@@ -74,6 +88,7 @@ PropertySummary summarize_properties(std::string_view raw) {
   s.has_expiration = p.has(BasicProperties::kExpiration);
   s.has_headers = p.has(BasicProperties::kHeaders);
   s.has_user_id = p.has(BasicProperties::kUserId);
+  s.has_reply_to = p.has(BasicProperties::kReplyTo);
   return s;
 }
 

@@ -67,7 +67,12 @@ struct PropertySummary {
   bool has_expiration = false;
   bool has_headers = false;
   bool has_user_id = false;
+  bool has_reply_to = false;
 };
+
+// Whether the headers table in raw property bytes has an entry named `key`, found without
+// building the table (used to look for CC/BCC on every publish that has headers).
+bool raw_headers_have_key(std::string_view raw, std::string_view key);
 
 // Validates `raw` completely and extracts the summary. Throws DecodeError.
 PropertySummary summarize_properties(std::string_view raw);

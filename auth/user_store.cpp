@@ -109,14 +109,16 @@ const Permission* UserStore::permission(std::string_view user, std::string_view 
 }
 
 std::optional<Credentials> parse_plain(std::string_view response) {
-  // authzid NUL authcid NUL passwd
-  size_t a = response.find('\0');
-  if (a == std::string_view::npos) return std::nullopt;
-  size_t b = response.find('\0', a + 1);
+  // NUL authcid NUL passwd, as RabbitMQ's rabbit_auth_mechanism_plain reads it: the
+  // authzid must be empty and the password must not contain another NUL.
+  if (response.empty() || response[0] != '\0') return std::nullopt;
+  const size_t b = response.find('\0', 1);
   if (b == std::string_view::npos) return std::nullopt;
+  const std::string_view password = response.substr(b + 1);
+  if (password.find('\0') != std::string_view::npos) return std::nullopt;
   Credentials c;
-  c.user = std::string(response.substr(a + 1, b - a - 1));
-  c.password = std::string(response.substr(b + 1));
+  c.user = std::string(response.substr(1, b - 1));
+  c.password = std::string(password);
   return c;
 }
 

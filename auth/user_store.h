@@ -50,8 +50,9 @@ class UserStore {
   std::map<std::pair<std::string, std::string>, Permission> permissions_;
 };
 
-// SASL responses. PLAIN is "authzid\0user\0password"; AMQPLAIN is a field table without its
-// length prefix holding LOGIN and PASSWORD. nullopt when malformed.
+// SASL responses. PLAIN is "\0user\0password" (RabbitMQ refuses a non-empty authzid);
+// AMQPLAIN is a field table without its length prefix holding LOGIN and PASSWORD. nullopt
+// when malformed.
 struct Credentials {
   std::string user;
   std::string password;

@@ -3,8 +3,12 @@
 // One per process, owned by main and used on the broker shard's thread (N=1 for now).
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <map>
 #include <memory>
+#include <unordered_map>
 #include <random>
 #include <set>
 #include <string>
@@ -16,11 +20,24 @@
 namespace warren::broker {
 
 class Connection;
+class Channel;
 
 class Broker {
  public:
+  // Timers (TTL, expiry, delayed messages, consumer timeouts) run on `executor`.
+  Broker(common::Config config, boost::asio::any_io_executor executor);
+  // For tests: timers go to an io_context of the broker's own that nobody runs.
   explicit Broker(common::Config config);
   ~Broker();
+
+  boost::asio::any_io_executor executor() const { return executor_; }
+  // Starts the periodic tick (consumer timeouts).
+  void start_tick();
+
+  // Direct reply-to: "amq.rabbitmq.reply-to.<token>" names a channel's reply consumer.
+  std::string register_reply_channel(Channel* ch);
+  void unregister_reply_channel(const std::string& token);
+  Channel* find_reply_channel(std::string_view token) const;
 
   const common::Config& config() const { return config_; }
   auth::UserStore& users() { return users_; }
@@ -38,11 +55,18 @@ class Broker {
   std::string generate_name(std::string_view prefix);
 
  private:
+  // Declared first so they are destroyed last: queues and connections own timers that
+  // must go before the io_context whose timer service they use.
+  std::unique_ptr<boost::asio::io_context> own_io_;
+  boost::asio::any_io_executor executor_;
   common::Config config_;
   auth::UserStore users_;
   std::map<std::string, std::unique_ptr<VHost>, std::less<>> vhosts_;
   std::set<Connection*> connections_;
   std::mt19937_64 rng_;
+  std::unique_ptr<boost::asio::steady_timer> tick_timer_;
+  std::unordered_map<std::string, Channel*> reply_channels_;
+  void tick();
 };
 
 }  // namespace warren::broker

@@ -20,6 +20,30 @@ std::string quote_bool(bool b) { return b ? "'true'" : "'false'"; }
 
 bool has_reserved_prefix(std::string_view name) { return name.rfind("amq.", 0) == 0; }
 
+// The expiration property: a non-negative integer of milliseconds, as RabbitMQ's
+// rabbit_basic:parse_expiration reads it; anything else is 406.
+int64_t parse_expiration(std::string_view s) {
+  std::string err;
+  size_t i = 0;
+  bool neg = false;
+  if (i < s.size() && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+  const size_t digits_start = i;
+  int64_t v = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9' && v < (int64_t{1} << 52)) v = v * 10 + (s[i++] - '0');
+  if (i == digits_start) {
+    err = "no_integer";
+  } else if (i != s.size()) {
+    err = "{leftover_string,\"" + std::string(s.substr(i)) + "\"}";
+  } else if (neg && v != 0) {
+    err = "{value_negative,-" + std::to_string(v) + "}";
+  }
+  if (!err.empty()) {
+    throw ChannelError(ReplyCode::kPreconditionFailed,
+                       "invalid expiration '" + std::string(s) + "': " + err);
+  }
+  return v;
+}
+
 // RabbitMQ's name for a field value's type in inequivalence messages.
 std::string type_name(const amqp::FieldValue& v) {
   switch (v.type_char()) {
@@ -54,7 +78,10 @@ bool is_int(const amqp::FieldValue& v) { return v.as_int().has_value(); }
 // Validates the queue arguments RabbitMQ knows. Returns "" or a message in which \x01 marks
 // where "queue 'q' in vhost 'v'" goes.
 std::string validate_queue_arguments(const amqp::FieldTable& args) {
-  for (const auto& [key, v] : args.entries) {
+  for (const auto& entry : args.entries) {
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture those in lambdas.
+    const std::string& key = entry.first;
+    const amqp::FieldValue& v = entry.second;
     std::string err;
     auto need_int = [&]() -> bool {
       if (is_int(v)) return true;
@@ -142,6 +169,11 @@ void Channel::begin_close(const amqp::AmqpError& e) {
 }
 
 void Channel::release() {
+  if (!reply_token_.empty()) {
+    conn_.broker().unregister_reply_channel(reply_token_);
+    reply_token_.clear();
+    reply_tag_.clear();
+  }
   // Cancel consumers first so requeued messages are not delivered back to them.
   std::vector<std::string> tags;
   for (const auto& [tag, c] : consumers_) tags.push_back(tag);
@@ -286,9 +318,7 @@ void Channel::handle(amqp::Command& cmd) {
         } else if constexpr (std::is_same_v<T, std::monostate>) {
         } else {
           // A method only the server sends (deliver, get-ok, ...) or one of another class.
-          throw ConnectionError(ReplyCode::kCommandInvalid,
-                                "method '" + std::string(T::kName) +
-                                    "' is not allowed from a client on a channel",
+          throw ConnectionError(ReplyCode::kCommandInvalid, "unimplemented method",
                                 T::kClassId, T::kMethodId);
         }
       },
@@ -345,7 +375,11 @@ void Channel::on_exchange_declare(const amqp::ExchangeDeclare& m) {
       throw ChannelError(ReplyCode::kAccessRefused,
                          "exchange name '" + name + "' contains reserved prefix 'amq.*'");
     }
-    vhost().add_exchange(name, type, m.durable, m.auto_delete, m.internal, m.arguments);
+    std::string err;
+    if (!vhost().add_exchange(name, type, m.durable, m.auto_delete, m.internal, m.arguments,
+                              &err)) {
+      throw ChannelError(ReplyCode::kPreconditionFailed, err);
+    }
   }
   if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeclareOk{});
 }
@@ -400,8 +434,18 @@ void Channel::on_exchange_bind(const amqp::ExchangeBind& m, bool bind) {
 void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
   std::string name(m.queue);
   VHost& vh = vhost();
+  if (m.passive && name == "amq.rabbitmq.reply-to") {
+    // The direct reply-to pseudo-queue always exists (RabbitMQ answers declare-ok).
+    if (!m.no_wait) {
+      amqp::QueueDeclareOk ok;
+      ok.queue = name;
+      conn_.send_method(id_, ok);
+    }
+    return;
+  }
   if (m.passive) {
     Queue& q = queue_for(name);
+    q.touch();
     last_queue_ = name;
     if (!m.no_wait) {
       amqp::QueueDeclareOk ok;
@@ -436,6 +480,8 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
     throw ChannelError(ReplyCode::kPreconditionFailed, err.substr(0, err.find('\x01')) + where +
                                                            err.substr(err.find('\x01') + 1));
   }
+  // RabbitMQ makes exclusive queues transient whatever the durable flag says.
+  const bool durable = m.durable && !m.exclusive;
   Queue* q = vh.find_queue(name);
   if (q) {
     check_exclusive(*q);
@@ -446,11 +492,12 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
                              ": received " + quote_bool(got) + " but current is " +
                              quote_bool(cur));
     };
-    if (q->durable() != m.durable) inequivalent("durable", m.durable, q->durable());
+    if (q->durable() != durable) inequivalent("durable", durable, q->durable());
     if (q->auto_delete() != m.auto_delete) inequivalent("auto_delete", m.auto_delete, q->auto_delete());
     check_equivalent_args(q->arguments(), m.arguments, where);
+    q->touch();
   } else {
-    q = &vh.add_queue(name, m.durable, m.exclusive, m.auto_delete, m.arguments,
+    q = &vh.add_queue(name, durable, m.exclusive, m.auto_delete, m.arguments,
                       m.exclusive ? &conn_ : nullptr);
   }
   last_queue_ = name;
@@ -546,11 +593,37 @@ void Channel::on_basic_qos(const amqp::BasicQos& m) {
 }
 
 void Channel::on_basic_consume(const amqp::BasicConsume& m) {
-  Queue& q = queue_for(queue_name_or_last(m.queue));
   std::string tag(m.consumer_tag);
   if (tag.empty()) tag = conn_.broker().generate_name("amq.ctag");
-  if (consumers_.count(tag)) {
+  if (consumers_.count(tag) || tag == reply_tag_) {
     throw ConnectionError(ReplyCode::kNotAllowed, "attempt to reuse consumer tag '" + tag + "'");
+  }
+  if (m.queue == "amq.rabbitmq.reply-to") {
+    // Direct reply-to: a pseudo-queue consumed in no-ack mode, one per channel.
+    if (!m.no_ack) {
+      throw ChannelError(ReplyCode::kPreconditionFailed, "reply consumer cannot acknowledge");
+    }
+    if (!reply_tag_.empty()) {
+      throw ChannelError(ReplyCode::kPreconditionFailed, "reply consumer already set");
+    }
+    reply_tag_ = tag;
+    reply_token_ = conn_.broker().register_reply_channel(this);
+    if (!m.no_wait) {
+      amqp::BasicConsumeOk ok;
+      ok.consumer_tag = tag;
+      conn_.send_method(id_, ok);
+    }
+    return;
+  }
+  Queue& q = queue_for(queue_name_or_last(m.queue));
+  int32_t priority = 0;
+  if (const amqp::FieldValue* p = m.arguments.find("x-priority")) {
+    auto v = p->as_int();
+    if (!v) {
+      throw ChannelError(ReplyCode::kPreconditionFailed,
+                         "invalid arg 'x-priority' for consumer '" + tag + "': expected integer");
+    }
+    priority = static_cast<int32_t>(std::clamp<int64_t>(*v, INT32_MIN, INT32_MAX));
   }
   if (q.has_exclusive_consumer() || (m.exclusive && q.consumer_count() > 0)) {
     throw ChannelError(ReplyCode::kAccessRefused, "queue '" + q.name() + "' in vhost '" +
@@ -563,6 +636,7 @@ void Channel::on_basic_consume(const amqp::BasicConsume& m) {
   c->no_ack = m.no_ack;
   c->exclusive = m.exclusive;
   c->prefetch = consumer_prefetch_;
+  c->priority = priority;
   c->arguments = m.arguments;
   consumers_.emplace(tag, c);
   if (!m.no_wait) {
@@ -596,6 +670,11 @@ void Channel::cancel_consumer(const std::string& tag, bool notify_client) {
 
 void Channel::on_basic_cancel(const amqp::BasicCancel& m) {
   const std::string tag(m.consumer_tag);
+  if (!reply_tag_.empty() && tag == reply_tag_) {
+    conn_.broker().unregister_reply_channel(reply_token_);
+    reply_tag_.clear();
+    reply_token_.clear();
+  }
   cancel_consumer(tag, false);
   if (!m.no_wait) {
     amqp::BasicCancelOk ok;
@@ -642,53 +721,168 @@ void Channel::on_basic_publish(const amqp::BasicPublish& m, amqp::Command& cmd) 
     err.keep_ids = true;
     throw err;
   }
-  if (msg->summary.has_user_id) {
+  const amqp::PropertySummary& sum = msg->summary;
+  if (sum.has_user_id || sum.has_expiration || sum.has_reply_to) {
     auto props = amqp::BasicProperties::decode(cmd.properties, false);
-    if (props.user_id != conn_.user()) {
+    if (sum.has_user_id && props.user_id != conn_.user()) {
       throw ChannelError(ReplyCode::kPreconditionFailed,
                          "user_id property set to '" + std::string(props.user_id) +
                              "' but authenticated user was '" + conn_.user() + "'");
+    }
+    if (sum.has_expiration) msg->ttl_ms = parse_expiration(props.expiration);
+    if (sum.has_reply_to && props.reply_to == "amq.rabbitmq.reply-to") {
+      // Direct reply-to: the request names this channel's reply consumer.
+      if (reply_token_.empty()) {
+        throw ChannelError(ReplyCode::kPreconditionFailed, "fast reply consumer does not exist");
+      }
+      auto full = amqp::BasicProperties::decode(cmd.properties, true);
+      const std::string reply_to = "amq.rabbitmq.reply-to." + reply_token_;
+      full.reply_to = reply_to;
+      std::string rewritten;
+      amqp::Writer w(rewritten);
+      full.encode(w);
+      cmd.properties = std::move(rewritten);
     }
   }
   msg->exchange.assign(m.exchange);
   msg->routing_key.assign(m.routing_key);
   msg->properties = std::move(cmd.properties);
-  msg->body = std::move(cmd.body);
+  msg->body_storage = std::move(cmd.body);
   if (tx_mode_) {
     tx_publishes_.push_back(TxPublish{msg->exchange, msg->routing_key, m.mandatory, std::move(msg)});
     return;
   }
-  publish(msg->exchange, msg->routing_key, m.mandatory, msg);
-  if (confirm_mode_) confirmed_upto_ = next_publish_seq_++;
+  const bool accepted = publish(msg->exchange, msg->routing_key, m.mandatory, msg);
+  if (confirm_mode_) record_confirm(accepted);
 }
 
-void Channel::publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
+void Channel::record_confirm(bool ack) {
+  const uint64_t seq = next_publish_seq_++;
+  confirmed_upto_ = seq;
+  if (!ack) nacked_.push_back(seq);
+}
+
+bool Channel::publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
                       const MessagePtr& msg) {
+  auto no_route = [&] {
+    if (!mandatory) return;
+    amqp::BasicReturn ret;
+    ret.reply_code = 312;
+    ret.reply_text = "NO_ROUTE";
+    ret.exchange = exchange;
+    ret.routing_key = routing_key;
+    conn_.send_content(id_, ret, msg);
+  };
   VHost& vh = vhost();
-  Exchange* x = exchange.empty() ? nullptr : vh.find_exchange(exchange);
-  if (!exchange.empty() && !x) return;  // deleted since (tx commit): dropped, as RabbitMQ
-  vh.route(x, *msg, routing_key, route_scratch_);
-  if (route_scratch_.empty()) {
-    if (mandatory) {
-      amqp::BasicReturn ret;
-      ret.reply_code = 312;
-      ret.reply_text = "NO_ROUTE";
-      ret.exchange = exchange;
-      ret.routing_key = routing_key;
-      conn_.send_content(id_, ret, msg);
+  static constexpr std::string_view kReplyPrefix = "amq.rabbitmq.reply-to.";
+  if (exchange.empty() && routing_key.size() > kReplyPrefix.size() &&
+      std::string_view(routing_key).substr(0, kReplyPrefix.size()) == kReplyPrefix) {
+    if (Channel* ch = conn_.broker().find_reply_channel(
+            std::string_view(routing_key).substr(kReplyPrefix.size()))) {
+      ch->deliver_reply(msg, routing_key);
+    } else {
+      no_route();  // the requester is gone
     }
-    return;
+    return true;
   }
-  for (Queue* q : route_scratch_) q->enqueue(msg);
+  Exchange* x = exchange.empty() ? nullptr : vh.find_exchange(exchange);
+  if (!exchange.empty() && !x) return true;  // deleted since (tx commit): dropped, as RabbitMQ
+
+  // Sender-selected distribution: CC and BCC headers add routing keys; BCC is removed.
+  std::vector<std::string> extra_keys;
+  if (msg->summary.has_headers && (amqp::raw_headers_have_key(msg->properties, "CC") ||
+                                   amqp::raw_headers_have_key(msg->properties, "BCC"))) {
+    auto props = amqp::BasicProperties::decode(msg->properties, true);
+    for (const char* h : {"CC", "BCC"}) {
+      if (const amqp::FieldValue* v = props.headers.find(h)) {
+        if (const amqp::FieldArray* a = v->as_array()) {
+          for (const auto& k : *a)
+            if (auto s = k.as_string()) extra_keys.emplace_back(*s);
+        }
+      }
+    }
+    if (props.headers.find("BCC")) {
+      props.headers.erase("BCC");
+      std::string rewritten;
+      amqp::Writer w(rewritten);
+      props.encode(w);
+      msg->properties = std::move(rewritten);  // not shared yet: still ours to change
+    }
+  }
+  if (vh.route_delayed(x, msg, routing_key)) return true;
+  vh.route(x, *msg, routing_key, route_scratch_);
+  if (!extra_keys.empty()) {
+    std::vector<Queue*> more;
+    for (const auto& k : extra_keys) {
+      vh.route(x, *msg, k, more);
+      route_scratch_.insert(route_scratch_.end(), more.begin(), more.end());
+    }
+    std::sort(route_scratch_.begin(), route_scratch_.end());
+    route_scratch_.erase(std::unique(route_scratch_.begin(), route_scratch_.end()),
+                         route_scratch_.end());
+  }
+  if (route_scratch_.empty()) {
+    no_route();
+    return true;
+  }
+  bool accepted = true;
+  // enqueue() may dead-letter and so route again: iterate over a copy.
+  std::vector<Queue*> targets;
+  targets.swap(route_scratch_);
+  for (Queue* q : targets) accepted = q->enqueue(msg) && accepted;
+  targets.clear();
+  targets.swap(route_scratch_);
+  return accepted;
+}
+
+void Channel::deliver_reply(const MessagePtr& m, std::string_view routing_key) {
+  amqp::BasicDeliver d;
+  d.consumer_tag = reply_tag_;
+  d.delivery_tag = next_delivery_tag_++;
+  d.redelivered = false;
+  d.exchange = "";
+  d.routing_key = routing_key;
+  conn_.send_content(id_, d, m);
 }
 
 void Channel::flush_confirms() {
   if (!confirm_mode_ || confirmed_upto_ <= acked_upto_) return;
-  amqp::BasicAck ack;
-  ack.delivery_tag = confirmed_upto_;
-  ack.multiple = confirmed_upto_ - acked_upto_ > 1;
-  conn_.send_method(id_, ack);
-  acked_upto_ = confirmed_upto_;
+  auto ack_upto = [this](uint64_t upto) {
+    if (upto <= acked_upto_) return;
+    amqp::BasicAck ack;
+    ack.delivery_tag = upto;
+    ack.multiple = upto - acked_upto_ > 1;
+    conn_.send_method(id_, ack);
+    acked_upto_ = upto;
+  };
+  // Nacks interleave with acks in publish order.
+  for (uint64_t seq : nacked_) {
+    ack_upto(seq - 1);
+    amqp::BasicNack nack;
+    nack.delivery_tag = seq;
+    nack.multiple = false;
+    nack.requeue = false;
+    conn_.send_method(id_, nack);
+    acked_upto_ = seq;
+  }
+  nacked_.clear();
+  ack_upto(confirmed_upto_);
+}
+
+void Channel::check_consumer_timeout(int64_t now) {
+  if (state_ != State::kOpen) return;
+  const uint64_t timeout = conn_.broker().config().consumer_timeout_ms;
+  for (const auto& u : unacked_) {
+    if (u.settled) continue;
+    if (now - u.delivered_at > static_cast<int64_t>(timeout)) {
+      begin_close(ChannelError(
+          ReplyCode::kPreconditionFailed,
+          "delivery acknowledgement on channel " + std::to_string(id_) +
+              " timed out. Timeout value used: " + std::to_string(timeout) +
+              " ms. This timeout value can be configured, see consumers doc guide to learn more"));
+    }
+    return;  // only the oldest matters
+  }
 }
 
 void Channel::on_basic_get(const amqp::BasicGet& m) {
@@ -707,7 +901,7 @@ void Channel::on_basic_get(const amqp::BasicGet& m) {
   ok.message_count = static_cast<uint32_t>(q.ready_count());
   conn_.send_content(id_, ok, e->message);
   if (!m.no_ack) {
-    unacked_.push_back(Unacked{tag, QueuePtr(&q), std::move(*e), nullptr, false});
+    unacked_.push_back(Unacked{tag, QueuePtr(&q), std::move(*e), nullptr, now_ms(), false});
     ++unacked_live_;
   }
 }
@@ -731,7 +925,8 @@ void Channel::deliver(Consumer& c, Queue& q, QueueEntry e) {
   conn_.send_content(id_, d, e.message);
   if (!c.no_ack) {
     ++c.unacked;
-    unacked_.push_back(Unacked{tag, QueuePtr(&q), std::move(e), ConsumerPtr(&c), false});
+    unacked_.push_back(
+        Unacked{tag, QueuePtr(&q), std::move(e), ConsumerPtr(&c), now_ms(), false});
     ++unacked_live_;
   }
 }
@@ -759,6 +954,8 @@ void Channel::settle_one(Unacked& u, SettleKind kind, bool requeue) {
   if (u.consumer) --u.consumer->unacked;
   if (kind == SettleKind::kReject && requeue) {
     u.queue->requeue(std::move(u.entry));
+  } else if (kind == SettleKind::kReject) {
+    u.queue->reject(std::move(u.entry));
   } else {
     u.queue->settle();
     u.entry.message.reset();

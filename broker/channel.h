@@ -53,6 +53,10 @@ class Channel {
   void kick_consumers();
 
   size_t unacked_count() const { return unacked_live_; }
+  // Closes the channel (406) when its oldest unacked delivery is older than consumer_timeout.
+  void check_consumer_timeout(int64_t now);
+  // Direct reply-to: a reply published to this channel's "amq.rabbitmq.reply-to.<token>".
+  void deliver_reply(const MessagePtr& m, std::string_view routing_key);
 
  private:
   struct Unacked {
@@ -60,6 +64,7 @@ class Channel {
     QueuePtr queue;
     QueueEntry entry;
     ConsumerPtr consumer;  // null for basic.get
+    int64_t delivered_at = 0;
     bool settled = false;
   };
   struct TxPublish {
@@ -102,12 +107,18 @@ class Channel {
   void check_exclusive(const Queue& q);
   [[noreturn]] void throw_locked(const Queue& q);
   // Routes and enqueues one message; sends basic.return for unroutable mandatory ones.
-  void publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
+  // Routes and enqueues one message (with CC/BCC and direct reply-to); returns false when a
+  // queue refused it.
+  bool publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
                const MessagePtr& msg);
   void settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue);
   void settle_one(Unacked& u, SettleKind kind, bool requeue);
   void cancel_consumer(const std::string& tag, bool notify_client);
   void trim_unacked();
+  // Returns false when any target queue refused the message (x-overflow reject-publish).
+  bool route_and_enqueue(const std::string& exchange, const std::string& routing_key,
+                         bool mandatory, const MessagePtr& msg);
+  void record_confirm(bool ack);
 
   Connection& conn_;
   uint16_t id_;
@@ -127,6 +138,10 @@ class Channel {
   uint64_t next_publish_seq_ = 1;
   uint64_t confirmed_upto_ = 0;  // every seq <= this is ready to ack
   uint64_t acked_upto_ = 0;      // every seq <= this has been acked to the client
+  std::vector<uint64_t> nacked_;  // seqs in (acked_upto_, confirmed_upto_] to nack, sorted
+
+  std::string reply_tag_;    // consumer tag of the direct reply-to consumer, if any
+  std::string reply_token_;  // its "amq.rabbitmq.reply-to.<token>"
 
   bool tx_mode_ = false;
   std::vector<TxPublish> tx_publishes_;

@@ -56,15 +56,27 @@ size_t Connection::on_bytes(const uint8_t* data, size_t len) {
   try {
     if (state_ == State::kAwaitHeader) {
       if (len < 8) return 0;
-      if (std::memcmp(data, kProtocolHeader, 8) != 0) {
-        // Wrong protocol or version: answer with the header we speak, then close (spec 4.2.2).
+      if (std::memcmp(data, "AMQP", 4) != 0) {
+        // Not AMQP at all: answer with the header we speak, then close (spec 4.2.2).
+        out_.bytes().append(reinterpret_cast<const char*>(kProtocolHeader), 8);
+        state_ = State::kClosed;
+        transport_.close_after_flush();
+        return len;
+      }
+      const uint8_t* v = data + 4;
+      // 0-9-1, and the legacy layouts RabbitMQ still accepts: "AMQP 1 1 0 9" (0-9, spoken
+      // as 0-9-1) and "AMQP 1 1 8 0" / "AMQP 1 1 9 1" (0-8, answered with an 8-0 start).
+      const bool v091 = v[0] == 0 && v[1] == 0 && v[2] == 9 && v[3] == 1;
+      const bool v09 = v[0] == 1 && v[1] == 1 && v[2] == 0 && v[3] == 9;
+      const bool v08 = v[0] == 1 && v[1] == 1 && ((v[2] == 8 && v[3] == 0) || (v[2] == 9 && v[3] == 1));
+      if (!v091 && !v09 && !v08) {
         out_.bytes().append(reinterpret_cast<const char*>(kProtocolHeader), 8);
         state_ = State::kClosed;
         transport_.close_after_flush();
         return len;
       }
       used = 8;
-      send_start();
+      send_start(v08);
       state_ = State::kAwaitStartOk;
     }
     while (used < len && state_ != State::kClosed) {
@@ -78,12 +90,14 @@ size_t Connection::on_bytes(const uint8_t* data, size_t len) {
     fail(e);
     return len;
   } catch (const amqp::DecodeError& e) {
-    fail(ConnectionError(ReplyCode::kSyntaxError, e.what()));
+    fail(ConnectionError(ReplyCode::kFrameError, std::string("cannot decode: ") + e.what()));
     return len;
   } catch (const amqp::UnknownMethod& e) {
+    // RabbitMQ's reader crashes here and drops the socket; a close with a code is clearer.
     fail(ConnectionError(ReplyCode::kCommandInvalid, "unknown method", e.class_id, e.method_id));
     return len;
   }
+  if (state_ == State::kClosed) return len;  // anything after the end is ignored
   return used;
 }
 
@@ -92,13 +106,13 @@ void Connection::end_of_input_batch() {
   for (auto& [id, ch] : channels_) ch->flush_confirms();
 }
 
-void Connection::fail(const amqp::AmqpError& e) {
+void Connection::fail(const amqp::AmqpError& e, bool even_in_handshake) {
   if (state_ == State::kClosed || state_ == State::kClosing) return;
   WLOG_WARN("closing AMQP connection {} (user '{}'): {} (class {} method {})", peer_, user_,
             e.reply_text(), e.class_id, e.method_id);
-  if (state_ == State::kAwaitHeader) {
-    state_ = State::kClosed;
-    transport_.abort();
+  if (state_ == State::kAwaitHeader ||
+      (!even_in_handshake && (state_ == State::kAwaitStartOk || state_ == State::kAwaitTuneOk))) {
+    silent_close(e.reply_text());
     return;
   }
   amqp::ConnectionClose close;
@@ -110,7 +124,9 @@ void Connection::fail(const amqp::AmqpError& e) {
   send_method(0, close);
   release_channels();
   state_ = State::kClosing;
-  transport_.start_close_timer();
+  // RabbitMQ waits 30 s for close-ok, but only 3 s after a fatal frame error or a refused
+  // login.
+  transport_.start_close_timer(e.fatal || even_in_handshake ? 3000 : 30000);
 }
 
 void Connection::close_forced(const std::string& reason) {
@@ -122,10 +138,10 @@ void Connection::close_forced(const std::string& reason) {
   }
 }
 
-void Connection::send_start() {
+void Connection::send_start(bool amqp_0_8) {
   amqp::ConnectionStart start;
-  start.version_major = 0;
-  start.version_minor = 9;
+  start.version_major = amqp_0_8 ? 8 : 0;
+  start.version_minor = amqp_0_8 ? 0 : 9;
   amqp::FieldTable caps;
   for (const char* c : {"publisher_confirms", "exchange_exchange_bindings", "basic.nack",
                         "consumer_cancel_notify", "connection.blocked", "consumer_priorities",
@@ -133,6 +149,7 @@ void Connection::send_start() {
     caps.set(c, true);
   }
   amqp::FieldTable props;
+  if (amqp_0_8) caps = {};  // RabbitMQ advertises no capabilities to 0-8 clients
   props.set("capabilities", std::move(caps));
   props.set("cluster_name", "warren@localhost");
   props.set("copyright", "Copyright (c) the Warren authors");
@@ -145,6 +162,13 @@ void Connection::send_start() {
   start.mechanisms = "PLAIN AMQPLAIN";
   start.locales = "en_US";
   send_method(0, start);
+}
+
+void Connection::silent_close(const std::string& why) {
+  WLOG_WARN("closing connection {} during the handshake: {}", peer_, why);
+  state_ = State::kClosed;
+  release_channels();
+  transport_.close_silently(3000);
 }
 
 void Connection::handle_frame(const amqp::Frame& f) {
@@ -162,71 +186,84 @@ void Connection::handle_frame(const amqp::Frame& f) {
     }
     return;
   }
+  const bool handshaking = state_ == State::kAwaitStartOk || state_ == State::kAwaitTuneOk;
   if (f.type == amqp::kFrameHeartbeat) {
     if (f.channel != 0) {
-      throw ConnectionError(ReplyCode::kFrameError,
-                            "heartbeat frame on channel " + std::to_string(f.channel));
+      throw ConnectionError(ReplyCode::kUnexpectedFrame, amqp::frame_error_text(f.type, {}, ""));
     }
     return;
   }
   if (f.channel == 0) {
     if (f.type != amqp::kFrameMethod) {
+      if (handshaking) return silent_close("content frame during the handshake");
       throw ConnectionError(ReplyCode::kUnexpectedFrame,
-                            "non-method frame on channel 0");
+                            amqp::frame_error_text(f.type, f.type == amqp::kFrameBody
+                                                               ? std::string_view()
+                                                               : f.payload,
+                                                   ""));
     }
     handle_connection_method(f);
     return;
   }
+  if (handshaking) return silent_close("channel frame before the connection was tuned");
   if (state_ != State::kOpen) {
-    throw ConnectionError(ReplyCode::kChannelError, "channel frame before connection.open");
+    throw ConnectionError(ReplyCode::kUnexpectedFrame, amqp::frame_error_text(f.type, f.payload, ""));
   }
   dispatch_channel_frame(f);
 }
 
 void Connection::handle_connection_method(const amqp::Frame& f) {
-  amqp::Reader r(f.payload);
-  amqp::Method m = amqp::decode_method(r);
-  const uint16_t cls = amqp::method_class_id(m);
-  const uint16_t mid = amqp::method_method_id(m);
-  auto expect = [&](State s, const char* what) {
-    if (state_ != s) {
-      throw ConnectionError(ReplyCode::kCommandInvalid,
-                            std::string("expected '") + what + "' but got '" +
-                                std::string(amqp::method_name(cls, mid)) + "'",
-                            cls, mid);
-    }
+  amqp::Reader peek(f.payload);
+  const uint16_t cls = peek.u16();
+  const uint16_t mid = peek.u16();
+  const bool handshaking = state_ == State::kAwaitStartOk || state_ == State::kAwaitTuneOk;
+  if (!amqp::method_known(cls, mid)) {
+    if (handshaking) return silent_close("unknown method during the handshake");
+    throw amqp::UnknownMethod(cls, mid);
+  }
+  amqp::Method m;
+  try {
+    m = amqp::decode_method_exact(f.payload, cls, mid);
+  } catch (const amqp::AmqpError&) {
+    if (handshaking) return silent_close("malformed method during the handshake");
+    throw;
+  }
+  // What each state accepts; anything else is "unexpected method in connection state X"
+  // once the connection is tuned, and a silent close before that (RabbitMQ's reader).
+  auto unexpected = [&](const char* state_name) {
+    throw ConnectionError(ReplyCode::kChannelError,
+                          std::string("unexpected method in connection state ") + state_name,
+                          cls, mid);
   };
-  if (auto* so = std::get_if<amqp::ConnectionStartOk>(&m)) {
-    expect(State::kAwaitStartOk, "connection.start_ok");
-    on_start_ok(*so);
-  } else if (auto* to = std::get_if<amqp::ConnectionTuneOk>(&m)) {
-    expect(State::kAwaitTuneOk, "connection.tune_ok");
-    on_tune_ok(*to);
-  } else if (auto* op = std::get_if<amqp::ConnectionOpen>(&m)) {
-    expect(State::kAwaitOpen, "connection.open");
-    on_open(*op);
-  } else if (std::holds_alternative<amqp::ConnectionClose>(m)) {
-    release_channels();
-    send_method(0, amqp::ConnectionCloseOk{});
-    state_ = State::kClosed;
-    transport_.close_after_flush();
-  } else if (std::holds_alternative<amqp::ConnectionCloseOk>(m)) {
-    state_ = State::kClosed;
-    transport_.close_after_flush();
-  } else if (auto* us = std::get_if<amqp::ConnectionUpdateSecret>(&m)) {
-    expect(State::kOpen, "connection.update_secret");
-    (void)us;  // PLAIN/AMQPLAIN secrets do not expire; RabbitMQ just re-checks the user.
-    send_method(0, amqp::ConnectionUpdateSecretOk{});
-  } else if (state_ != State::kOpen) {
-    throw ConnectionError(ReplyCode::kCommandInvalid,
-                          "unexpected method '" + std::string(amqp::method_name(cls, mid)) +
-                              "' during handshake",
-                          cls, mid);
-  } else {
-    throw ConnectionError(ReplyCode::kCommandInvalid,
-                          "method '" + std::string(amqp::method_name(cls, mid)) +
-                              "' is not allowed on channel 0",
-                          cls, mid);
+  switch (state_) {
+    case State::kAwaitStartOk:
+      if (auto* so = std::get_if<amqp::ConnectionStartOk>(&m)) return on_start_ok(*so);
+      return silent_close("expected connection.start-ok, got " + std::string(amqp::method_name(cls, mid)));
+    case State::kAwaitTuneOk:
+      if (auto* to = std::get_if<amqp::ConnectionTuneOk>(&m)) return on_tune_ok(*to);
+      return silent_close("expected connection.tune-ok, got " + std::string(amqp::method_name(cls, mid)));
+    case State::kAwaitOpen:
+      if (auto* op = std::get_if<amqp::ConnectionOpen>(&m)) return on_open(*op);
+      unexpected("opening");
+      return;
+    case State::kOpen:
+      if (std::holds_alternative<amqp::ConnectionClose>(m)) {
+        release_channels();
+        send_method(0, amqp::ConnectionCloseOk{});
+        state_ = State::kClosed;
+        // The client closes the socket after close-ok; give it 30 s, as RabbitMQ does.
+        transport_.linger(30000);
+        return;
+      }
+      if (std::holds_alternative<amqp::ConnectionUpdateSecret>(m)) {
+        // PLAIN/AMQPLAIN secrets do not expire; RabbitMQ just re-checks the user.
+        send_method(0, amqp::ConnectionUpdateSecretOk{});
+        return;
+      }
+      unexpected("running");
+      return;
+    default:
+      return;
   }
 }
 
@@ -238,27 +275,26 @@ void Connection::on_start_ok(const amqp::ConnectionStartOk& m) {
   } else if (m.mechanism == "AMQPLAIN") {
     cred = auth::parse_amqplain(m.response);
   } else {
-    throw ConnectionError(ReplyCode::kCommandInvalid,
-                          "unknown authentication mechanism '" + std::string(m.mechanism) + "'",
-                          amqp::ConnectionStartOk::kClassId, amqp::ConnectionStartOk::kMethodId);
+    return silent_close("unknown authentication mechanism '" + std::string(m.mechanism) + "'");
   }
-  const std::string refused = "Login was refused using authentication mechanism " +
-                              std::string(m.mechanism) + ". For details see the broker logfile.";
   if (!cred) {
-    WLOG_WARN("authentication failed from {}: malformed {} response", peer_, m.mechanism);
-    throw ConnectionError(ReplyCode::kAccessRefused, refused);
+    return silent_close("malformed " + std::string(m.mechanism) + " response");
   }
+  // A refused login is a connection.close only for clients that advertise
+  // authentication_failure_close; others just see the socket close.
+  auto refuse = [&](const std::string& why) {
+    WLOG_WARN("authentication failed from {}: {}", peer_, why);
+    if (!client_capability("authentication_failure_close")) return silent_close(why);
+    fail(ConnectionError(ReplyCode::kAccessRefused,
+                         "Login was refused using authentication mechanism " +
+                             std::string(m.mechanism) + ". For details see the broker logfile."),
+         /*even_in_handshake=*/true);
+  };
   const auth::User* u = broker_.users().authenticate(cred->user, cred->password);
-  if (!u) {
-    WLOG_WARN("authentication failed from {} for user '{}'", peer_, cred->user);
-    throw ConnectionError(ReplyCode::kAccessRefused, refused);
-  }
+  if (!u) return refuse("invalid credentials for user '" + cred->user + "'");
   const auto& lb = broker_.config().loopback_users;
   if (!peer_is_loopback_ && std::find(lb.begin(), lb.end(), u->name) != lb.end()) {
-    WLOG_WARN("user '{}' may only connect from localhost; refused {}", u->name, peer_);
-    throw ConnectionError(ReplyCode::kAccessRefused,
-                          "Login was refused using authentication mechanism " +
-                              std::string(m.mechanism) + ". For details see the broker logfile.");
+    return refuse("user '" + u->name + "' may only connect from localhost");
   }
   user_ = u->name;
   amqp::ConnectionTune tune;
@@ -271,29 +307,25 @@ void Connection::on_start_ok(const amqp::ConnectionStartOk& m) {
 
 void Connection::on_tune_ok(const amqp::ConnectionTuneOk& m) {
   const auto& cfg = broker_.config();
-  if (m.frame_max != 0 && m.frame_max < amqp::kFrameMinSize) {
-    throw ConnectionError(ReplyCode::kNotAllowed,
-                          "frame_max=" + std::to_string(m.frame_max) + " < " +
-                              std::to_string(amqp::kFrameMinSize) + " min size");
+  // RabbitMQ refuses 0 ("no limit") and anything above its own offer, and a frame_max
+  // under 4096, by closing without a word ("failed to negotiate connection parameters").
+  if (m.frame_max < amqp::kFrameMinSize || (cfg.frame_max != 0 && m.frame_max > cfg.frame_max)) {
+    return silent_close("failed to negotiate connection parameters: negotiated frame_max = " +
+                        std::to_string(m.frame_max) + " is outside " +
+                        std::to_string(amqp::kFrameMinSize) + ".." + std::to_string(cfg.frame_max));
   }
-  if (cfg.frame_max != 0 && m.frame_max > cfg.frame_max) {
-    throw ConnectionError(ReplyCode::kNotAllowed,
-                          "negotiated frame_max = " + std::to_string(m.frame_max) +
-                              " is higher than the maximum allowed value (" +
-                              std::to_string(cfg.frame_max) + ")");
+  if (m.channel_max == 0 || (cfg.channel_max != 0 && m.channel_max > cfg.channel_max)) {
+    return silent_close("failed to negotiate connection parameters: negotiated channel_max = " +
+                        std::to_string(m.channel_max) + " is higher than the maximum allowed value (" +
+                        std::to_string(cfg.channel_max) + ")");
   }
-  if (cfg.channel_max != 0 && m.channel_max > cfg.channel_max) {
-    throw ConnectionError(ReplyCode::kNotAllowed,
-                          "negotiated channel_max = " + std::to_string(m.channel_max) +
-                              " is higher than the maximum allowed value (" +
-                              std::to_string(cfg.channel_max) + ")");
-  }
-  channel_max_ = static_cast<uint16_t>(negotiate(cfg.channel_max, m.channel_max));
-  if (channel_max_ == 0) channel_max_ = 65535;
-  frame_max_ = negotiate(cfg.frame_max, m.frame_max);
+  channel_max_ = m.channel_max;
+  frame_max_ = m.frame_max;
   parser_.set_max_frame(frame_max_);
   heartbeat_ = m.heartbeat;
   state_ = State::kAwaitOpen;
+  // Heartbeats start with the tuning, before connection.open (as RabbitMQ's reader).
+  transport_.start_heartbeat(heartbeat_);
 }
 
 void Connection::on_open(const amqp::ConnectionOpen& m) {
@@ -313,73 +345,87 @@ void Connection::on_open(const amqp::ConnectionOpen& m) {
   send_method(0, amqp::ConnectionOpenOk{});
   state_ = State::kOpen;
   transport_.handshake_complete();
-  transport_.start_heartbeat(heartbeat_);
   WLOG_INFO("connection {} opened: user '{}', vhost '{}'", peer_, user_, v->name());
+}
+
+void Connection::open_channel_frame(const amqp::Frame& f) {
+  // RabbitMQ limits how many channels are open, not the channel numbers.
+  if (channels_.size() >= channel_max_) {
+    throw ConnectionError(ReplyCode::kNotAllowed,
+                          "number of channels opened (" + std::to_string(channels_.size()) +
+                              ") has reached the negotiated channel_max (" +
+                              std::to_string(channel_max_) + ")");
+  }
+  auto pending = unopened_.find(f.channel);
+  if (pending == unopened_.end()) {
+    if (f.type != amqp::kFrameMethod) {
+      throw ConnectionError(ReplyCode::kUnexpectedFrame,
+                            "expected method frame, got non method frame instead");
+    }
+    amqp::Reader r(f.payload);
+    const uint16_t cls = r.u16(), mid = r.u16();
+    if (cls == amqp::kClassChannel && mid == amqp::ChannelOpen::kMethodId) {
+      amqp::decode_method_exact(f.payload, cls, mid);
+      channels_.emplace(f.channel, std::make_unique<Channel>(*this, f.channel));
+      send_method(f.channel, amqp::ChannelOpenOk{});
+      return;
+    }
+    if (!amqp::method_known(cls, mid)) throw amqp::UnknownMethod(cls, mid);
+    if (!amqp::method_has_content(cls, mid)) {
+      throw ConnectionError(ReplyCode::kChannelError, "expected 'channel.open'", cls, mid);
+    }
+    pending = unopened_.emplace(f.channel, amqp::CommandAssembler()).first;
+  }
+  amqp::Command cmd;
+  if (pending->second.feed(f, cmd)) {
+    unopened_.erase(pending);
+    throw ConnectionError(ReplyCode::kChannelError, "expected 'channel.open'", cmd.class_id,
+                          cmd.method_id);
+  }
 }
 
 void Connection::dispatch_channel_frame(const amqp::Frame& f) {
   auto it = channels_.find(f.channel);
-  if (it == channels_.end()) {
-    // Only channel.open may start a channel.
-    if (f.type == amqp::kFrameMethod) {
-      amqp::Reader r(f.payload);
-      uint16_t cls = r.u16(), mid = r.u16();
-      if (cls == amqp::kClassChannel && mid == amqp::ChannelOpen::kMethodId) {
-        // RabbitMQ limits how many channels are open, not the channel numbers.
-        if (channels_.size() >= channel_max_) {
-          throw ConnectionError(ReplyCode::kNotAllowed,
-                                "number of channels opened (" + std::to_string(channels_.size()) +
-                                    ") has reached the negotiated channel_max (" +
-                                    std::to_string(channel_max_) + ")");
-        }
-        amqp::ChannelOpen open;
-        open.decode(r);
-        auto ch = std::make_unique<Channel>(*this, f.channel);
-        channels_.emplace(f.channel, std::move(ch));
-        amqp::ChannelOpenOk ok;
-        send_method(f.channel, ok);
-        return;
-      }
-      throw ConnectionError(ReplyCode::kChannelError, "expected 'channel.open'", cls, mid);
-    }
-    throw ConnectionError(ReplyCode::kChannelError, "expected 'channel.open'");
-  }
+  if (it == channels_.end()) return open_channel_frame(f);
   Channel& ch = *it->second;
-  if (ch.state() == Channel::State::kClosing) {
-    // Drop everything until close-ok; answer a crossing channel.close.
-    if (f.type == amqp::kFrameMethod) {
-      amqp::Reader r(f.payload);
-      uint16_t cls = r.u16(), mid = r.u16();
-      if (cls == amqp::kClassChannel && mid == amqp::ChannelCloseOk::kMethodId) {
-        close_channel(f.channel);
-      } else if (cls == amqp::kClassChannel && mid == amqp::ChannelClose::kMethodId) {
-        send_method(f.channel, amqp::ChannelCloseOk{});
-        close_channel(f.channel);
-      }
-    }
-    return;
-  }
   amqp::Command cmd;
   uint16_t cls = 0, mid = 0;
   try {
     if (!ch.assembler().feed(f, cmd)) return;
     cls = cmd.class_id;
     mid = cmd.method_id;
-    if (cls == amqp::kClassChannel) {
-      if (auto* c = std::get_if<amqp::ChannelClose>(cmd.method)) {
-        (void)c;
+    const bool is_channel_class = cls == amqp::kClassChannel;
+    if (ch.state() == Channel::State::kClosing) {
+      // Everything is dropped until close-ok; frame order is still checked (above).
+      if (is_channel_class && mid == amqp::ChannelCloseOk::kMethodId) {
+        close_channel(f.channel);
+      } else if (is_channel_class && mid == amqp::ChannelClose::kMethodId) {
+        send_method(f.channel, amqp::ChannelCloseOk{});  // still waiting for our close-ok
+      } else if (is_channel_class && mid == amqp::ChannelOpen::kMethodId) {
+        throw ConnectionError(ReplyCode::kChannelError, "second 'channel.open' seen", cls, mid);
+      }
+      return;
+    }
+    if (is_channel_class) {
+      if (mid == amqp::ChannelClose::kMethodId) {
         ch.release();
         send_method(f.channel, amqp::ChannelCloseOk{});
         close_channel(f.channel);
         return;
       }
-      if (std::holds_alternative<amqp::ChannelCloseOk>(*cmd.method)) {
-        // close-ok without our close: nothing to do (RabbitMQ ignores it).
-        return;
+      if (mid == amqp::ChannelCloseOk::kMethodId) {
+        throw ConnectionError(ReplyCode::kCommandInvalid, "unimplemented method", cls, mid);
       }
-      if (std::holds_alternative<amqp::ChannelOpen>(*cmd.method)) {
+      if (mid == amqp::ChannelOpen::kMethodId) {
         throw ConnectionError(ReplyCode::kChannelError, "second 'channel.open' seen", cls, mid);
       }
+    }
+    if (cls == amqp::kClassAccess && mid == amqp::AccessRequest::kMethodId) {
+      // Deprecated in 0-9-1; RabbitMQ answers with ticket 1 for old clients.
+      amqp::AccessRequestOk ok;
+      ok.reserved_1 = 1;
+      send_method(f.channel, ok);
+      return;
     }
     ch.handle(cmd);
   } catch (amqp::ChannelError& e) {
@@ -442,6 +488,11 @@ void Connection::on_handshake_timeout() {
   transport_.abort();
 }
 
+void Connection::check_consumer_timeouts(int64_t now) {
+  if (state_ != State::kOpen) return;
+  for (auto& [id, ch] : channels_) ch->check_consumer_timeout(now);
+}
+
 void Connection::on_output_drained() {
   for (auto& [id, ch] : channels_) ch->kick_consumers();
 }
@@ -453,9 +504,9 @@ void Connection::send_heartbeat() {
 
 void Connection::write_content(uint16_t channel, const MessagePtr& msg) {
   std::string& b = out_.bytes();
-  amqp::write_header_frame(b, channel, msg->body.size(), msg->properties);
+  amqp::write_header_frame(b, channel, msg->body_size(), msg->properties);
   const size_t chunk = (frame_max_ == 0 ? 131072 : frame_max_) - amqp::kFrameOverhead;
-  std::string_view body = msg->body;
+  std::string_view body = msg->body();
   while (!body.empty()) {
     const size_t n = std::min(chunk, body.size());
     amqp::write_body_frame_header(b, channel, static_cast<uint32_t>(n));

@@ -54,6 +54,8 @@ class Connection {
   void on_handshake_timeout();
   // Closes with 320 CONNECTION_FORCED (shutdown, admin close).
   void close_forced(const std::string& reason);
+  // Closes channels whose oldest unacked delivery is older than consumer_timeout.
+  void check_consumer_timeouts(int64_t now);
   // Output drained below the high-water mark: deliveries may resume.
   void on_output_drained();
 
@@ -92,9 +94,14 @@ class Connection {
   void on_start_ok(const amqp::ConnectionStartOk& m);
   void on_tune_ok(const amqp::ConnectionTuneOk& m);
   void on_open(const amqp::ConnectionOpen& m);
-  void send_start();
+  void send_start(bool amqp_0_8);
+  // A handshake that cannot go on: log, send nothing, close after RabbitMQ's 3 s delay.
+  void silent_close(const std::string& why);
+  void open_channel_frame(const amqp::Frame& f);
   // Sends connection.close and enters kClosing.
-  void fail(const amqp::AmqpError& e);
+  // Before the connection is tuned, RabbitMQ closes silently; `even_in_handshake` sends the
+  // close anyway (a refused login to a client with authentication_failure_close).
+  void fail(const amqp::AmqpError& e, bool even_in_handshake = false);
   void release_channels();
   void close_channel(uint16_t id);
 
@@ -115,6 +122,9 @@ class Connection {
   bool released_ = false;
 
   std::unordered_map<uint16_t, std::unique_ptr<Channel>> channels_;
+  // Content methods arriving on channels that are not open are assembled before they are
+  // refused, as RabbitMQ does (the 504 names the method once its content is complete).
+  std::unordered_map<uint16_t, amqp::CommandAssembler> unopened_;
 };
 
 }  // namespace warren::broker

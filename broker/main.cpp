@@ -79,7 +79,8 @@ int main(int argc, char** argv) {
   raise_fd_limit();
 
   boost::asio::io_context io(1);
-  broker::Broker broker(cfg);
+  broker::Broker broker(cfg, io.get_executor());
+  broker.start_tick();
   broker::Server server(io, broker);
   try {
     server.listen(cfg.bind_address, cfg.amqp_port);

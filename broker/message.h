@@ -1,29 +1,37 @@
 // Message: one published message, shared by every queue it was routed to.
 //
 // Immutable after routing and never copied: queues, unacked lists and outbound write
-// buffers hold references. The count is not atomic: a message lives on one shard (N=1 for
-// now); a cross-shard hand-off must switch this to an atomic counter.
+// buffers hold references. A dead-lettered copy gets new properties but shares the body of
+// the original through `body_owner`. The count is not atomic: a message lives on one shard
+// (N=1 for now); a cross-shard hand-off must switch this to an atomic counter.
 #pragma once
 
 #include <boost/smart_ptr/intrusive_ptr.hpp>
 #include <boost/smart_ptr/intrusive_ref_counter.hpp>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "amqp/properties.h"
 
 namespace warren::broker {
 
+struct Message;
+using MessagePtr = boost::intrusive_ptr<Message>;
+
 struct Message : boost::intrusive_ref_counter<Message, boost::thread_unsafe_counter> {
   std::string exchange;
   std::string routing_key;
   std::string properties;  // raw property bytes exactly as published
-  std::string body;
+  std::string body_storage;
+  MessagePtr body_owner;   // set when the body lives in another message
   amqp::PropertySummary summary;
+  int64_t ttl_ms = -1;     // the expiration property, parsed; -1 = none
 
-  size_t body_size() const { return body.size(); }
+  std::string_view body() const {
+    return body_owner ? body_owner->body() : std::string_view(body_storage);
+  }
+  size_t body_size() const { return body().size(); }
 };
-
-using MessagePtr = boost::intrusive_ptr<Message>;
 
 }  // namespace warren::broker

@@ -1,10 +1,58 @@
 #include "broker/queue.h"
 
 #include <algorithm>
+#include <chrono>
 
+#include "broker/broker.h"
 #include "broker/channel.h"
+#include "broker/vhost.h"
 
 namespace warren::broker {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view death_reason_name(DeathReason r) {
+  switch (r) {
+    case DeathReason::kRejected: return "rejected";
+    case DeathReason::kExpired: return "expired";
+    case DeathReason::kMaxLen: return "maxlen";
+  }
+  return "rejected";
+}
+
+QueueSettings QueueSettings::from_arguments(const amqp::FieldTable& args) {
+  // Values were validated at declaration (Channel); here they are only read.
+  QueueSettings s;
+  auto int_arg = [&](const char* key) -> std::optional<int64_t> {
+    if (const amqp::FieldValue* v = args.find(key)) return v->as_int();
+    return std::nullopt;
+  };
+  auto str_arg = [&](const char* key) -> std::optional<std::string> {
+    if (const amqp::FieldValue* v = args.find(key)) {
+      if (auto str = v->as_string()) return std::string(*str);
+    }
+    return std::nullopt;
+  };
+  s.message_ttl = int_arg("x-message-ttl");
+  s.expires = int_arg("x-expires");
+  s.max_length = int_arg("x-max-length");
+  s.max_length_bytes = int_arg("x-max-length-bytes");
+  if (auto o = str_arg("x-overflow")) {
+    if (*o == "reject-publish") s.overflow = Overflow::kRejectPublish;
+    if (*o == "reject-publish-dlx") s.overflow = Overflow::kRejectPublishDlx;
+  }
+  s.dead_letter_exchange = str_arg("x-dead-letter-exchange");
+  s.dead_letter_routing_key = str_arg("x-dead-letter-routing-key");
+  if (auto p = int_arg("x-max-priority")) s.max_priority = static_cast<uint8_t>(std::clamp<int64_t>(*p, 0, 255));
+  if (const amqp::FieldValue* v = args.find("x-single-active-consumer")) {
+    s.single_active_consumer = v->as_bool().value_or(false);
+  }
+  return s;
+}
 
 Queue::Queue(VHost& vhost, uint32_t id, std::string name, bool durable, bool exclusive,
              bool auto_delete, amqp::FieldTable arguments, Connection* owner)
@@ -15,44 +63,197 @@ Queue::Queue(VHost& vhost, uint32_t id, std::string name, bool durable, bool exc
       exclusive_(exclusive),
       auto_delete_(auto_delete),
       arguments_(std::move(arguments)),
-      owner_(owner) {}
+      settings_(QueueSettings::from_arguments(arguments_)),
+      owner_(owner),
+      ready_(settings_.max_priority + 1u) {
+  if (settings_.expires) {
+    touch();
+  }
+}
 
-void Queue::enqueue(MessagePtr m) {
-  ready_.push_back(QueueEntry{std::move(m), next_seq_++, false});
+Queue::~Queue() = default;
+
+QueueEntry& Queue::head() {
+  for (auto it = ready_.rbegin(); it != ready_.rend(); ++it)
+    if (!it->empty()) return it->front();
+  __builtin_unreachable();
+}
+
+QueueEntry Queue::pop_head() {
+  for (auto it = ready_.rbegin(); it != ready_.rend(); ++it) {
+    if (!it->empty()) {
+      QueueEntry e = std::move(it->front());
+      it->pop_front();
+      --ready_count_;
+      ready_bytes_ -= e.message->body_size();
+      if (e.expires_at) --entries_with_expiry_;
+      return e;
+    }
+  }
+  __builtin_unreachable();
+}
+
+void Queue::push(QueueEntry e) {
+  ++ready_count_;
+  ready_bytes_ += e.message->body_size();
+  if (e.expires_at) ++entries_with_expiry_;
+  auto& bucket = ready_[e.priority];
+  if (bucket.empty() || bucket.back().seq < e.seq) {
+    bucket.push_back(std::move(e));
+  } else if (e.seq < bucket.front().seq) {
+    bucket.push_front(std::move(e));
+  } else {
+    auto pos = std::lower_bound(bucket.begin(), bucket.end(), e.seq,
+                                [](const QueueEntry& a, uint64_t s) { return a.seq < s; });
+    bucket.insert(pos, std::move(e));
+  }
+}
+
+bool Queue::over_limits(size_t extra_count, uint64_t extra_bytes) const {
+  if (settings_.max_length && static_cast<int64_t>(ready_count_ + extra_count) > *settings_.max_length)
+    return true;
+  if (settings_.max_length_bytes &&
+      static_cast<int64_t>(ready_bytes_ + extra_bytes) > *settings_.max_length_bytes)
+    return true;
+  return false;
+}
+
+bool Queue::enqueue(MessagePtr m) {
+  if (deleted_) return true;
+  QueueEntry e;
+  e.seq = next_seq_++;
+  if (settings_.max_priority > 0 && m->summary.has_priority) {
+    e.priority = std::min(m->summary.priority, settings_.max_priority);
+  }
+  int64_t ttl = -1;
+  if (settings_.message_ttl) ttl = *settings_.message_ttl;
+  if (m->ttl_ms >= 0 && (ttl < 0 || m->ttl_ms < ttl)) ttl = m->ttl_ms;
+  int64_t now = 0;
+  if (ttl >= 0) {
+    now = now_ms();
+    e.expires_at = now + ttl;
+    if (e.expires_at == 0) e.expires_at = 1;
+  }
+  // reject-publish refuses a message that does not fit; drop-head makes room afterwards.
+  if (settings_.overflow != Overflow::kDropHead && over_limits(1, m->body_size())) {
+    if (settings_.overflow == Overflow::kRejectPublishDlx) {
+      e.message = std::move(m);
+      dead_letter(e, DeathReason::kMaxLen);
+    }
+    return false;
+  }
+  e.message = std::move(m);
+  push(std::move(e));
   if (!consumers_.empty()) dispatch();
+  if (ttl == 0) {
+    // "Deliver now or drop": what no consumer took at once expires now.
+    expire_head(now + 1);
+  } else if (ttl > 0) {
+    arm_ttl_timer();
+  }
+  if (settings_.max_length || settings_.max_length_bytes) enforce_limits();
+  return true;
+}
+
+void Queue::enforce_limits() {
+  // drop-head: the oldest ready messages go (and are dead-lettered with reason maxlen).
+  while (!empty() && over_limits(0, 0)) {
+    QueueEntry e = pop_head();
+    dead_letter(e, DeathReason::kMaxLen);
+  }
+}
+
+void Queue::expire_head(int64_t now) {
+  // Only the head is looked at, as RabbitMQ does: a message behind a longer-lived one
+  // expires when it reaches the head, and is never delivered once expired.
+  while (!empty()) {
+    QueueEntry& h = head();
+    if (h.expires_at == 0 || h.expires_at >= now) break;
+    QueueEntry e = pop_head();
+    dead_letter(e, DeathReason::kExpired);
+  }
+  arm_ttl_timer();
+}
+
+void Queue::arm_ttl_timer() {
+  if (deleted_ || entries_with_expiry_ == 0 || empty()) return;
+  const int64_t at = head().expires_at;
+  if (at == 0) return;
+  if (ttl_timer_ && ttl_timer_at_ != 0 && ttl_timer_at_ <= at) return;  // an earlier one is set
+  if (!ttl_timer_) ttl_timer_ = std::make_unique<boost::asio::steady_timer>(vhost_->broker().executor());
+  ttl_timer_at_ = at;
+  ttl_timer_->expires_at(std::chrono::steady_clock::time_point(std::chrono::milliseconds(at + 1)));
+  ttl_timer_->async_wait([self = QueuePtr(this)](const boost::system::error_code& ec) {
+    if (ec || self->deleted_) return;
+    self->ttl_timer_at_ = 0;
+    self->expire_head(now_ms());
+  });
+}
+
+void Queue::touch() {
+  if (!settings_.expires || deleted_) return;
+  last_used_ = now_ms();
+  arm_expiry_timer();
+}
+
+void Queue::arm_expiry_timer() {
+  if (!expiry_timer_) {
+    expiry_timer_ = std::make_unique<boost::asio::steady_timer>(vhost_->broker().executor());
+  }
+  expiry_timer_->expires_at(std::chrono::steady_clock::time_point(
+      std::chrono::milliseconds(last_used_ + *settings_.expires)));
+  expiry_timer_->async_wait([self = QueuePtr(this)](const boost::system::error_code& ec) {
+    if (ec || self->deleted_) return;
+    if (!self->consumers_.empty()) return;  // in use; touched again when the last one goes
+    if (now_ms() < self->last_used_ + *self->settings_.expires) {
+      self->arm_expiry_timer();
+      return;
+    }
+    self->vhost_->delete_queue(*self);
+  });
+}
+
+void Queue::dead_letter(QueueEntry& e, DeathReason reason) {
+  if (settings_.dead_letter_exchange) vhost_->dead_letter(*this, e.message, reason);
+  e.message.reset();
 }
 
 void Queue::requeue(QueueEntry e) {
   --unacked_;
   if (deleted_) return;
   e.redelivered = true;
-  // Usually older than everything ready: put it in front, else at its sorted position.
-  if (ready_.empty() || e.seq < ready_.front().seq) {
-    ready_.push_front(std::move(e));
-  } else {
-    auto pos = std::lower_bound(ready_.begin(), ready_.end(), e.seq,
-                                [](const QueueEntry& a, uint64_t s) { return a.seq < s; });
-    ready_.insert(pos, std::move(e));
-  }
+  push(std::move(e));
+  if (settings_.max_length || settings_.max_length_bytes) enforce_limits();
+}
+
+void Queue::reject(QueueEntry e) {
+  --unacked_;
+  if (deleted_) return;
+  dead_letter(e, DeathReason::kRejected);
 }
 
 std::optional<QueueEntry> Queue::get(bool ack_required) {
-  if (ready_.empty()) return std::nullopt;
-  QueueEntry e = std::move(ready_.front());
-  ready_.pop_front();
+  touch();
+  if (entries_with_expiry_) expire_head(now_ms());
+  if (empty()) return std::nullopt;
+  QueueEntry e = pop_head();
   if (ack_required) ++unacked_;
   return e;
 }
 
 size_t Queue::purge() {
-  size_t n = ready_.size();
-  ready_.clear();
+  size_t n = ready_count_;
+  for (auto& b : ready_) b.clear();
+  ready_count_ = 0;
+  ready_bytes_ = 0;
+  entries_with_expiry_ = 0;
   return n;
 }
 
 void Queue::add_consumer(Consumer* c) {
   consumers_.push_back(c);
   had_consumer_ = true;
+  touch();
 }
 
 void Queue::remove_consumer(Consumer* c) {
@@ -62,6 +263,9 @@ void Queue::remove_consumer(Consumer* c) {
   consumers_.erase(it);
   if (next_consumer_ > idx) --next_consumer_;
   if (next_consumer_ >= consumers_.size()) next_consumer_ = 0;
+  touch();
+  // Under single-active-consumer the next one in line takes over.
+  if (settings_.single_active_consumer && idx == 0 && !consumers_.empty()) dispatch();
 }
 
 bool Queue::has_exclusive_consumer() const {
@@ -69,27 +273,49 @@ bool Queue::has_exclusive_consumer() const {
                      [](const Consumer* c) { return c->exclusive; });
 }
 
+Consumer* Queue::active_consumer() const {
+  if (!settings_.single_active_consumer || consumers_.empty()) return nullptr;
+  return consumers_.front();
+}
+
+Consumer* Queue::pick_consumer() {
+  const size_t n = consumers_.size();
+  if (settings_.single_active_consumer) {
+    Consumer* c = consumers_.front();
+    return c->channel->can_deliver(*c) ? c : nullptr;
+  }
+  // Highest x-priority with credit wins; round-robin among equals from next_consumer_.
+  Consumer* chosen = nullptr;
+  size_t chosen_idx = 0;
+  for (size_t i = 0; i < n; ++i) {
+    size_t idx = (next_consumer_ + i) % n;
+    Consumer* c = consumers_[idx];
+    if ((!chosen || c->priority > chosen->priority) && c->channel->can_deliver(*c)) {
+      chosen = c;
+      chosen_idx = idx;
+    }
+  }
+  if (chosen) next_consumer_ = (chosen_idx + 1) % n;
+  return chosen;
+}
+
 void Queue::dispatch() {
-  // A delivery can re-enter dispatch (e.g. an auto-ack consumer's channel); the outer loop
-  // finishes the work.
+  // A delivery can re-enter dispatch; the outer loop finishes the work.
   if (dispatching_ || deleted_) return;
   dispatching_ = true;
-  while (!ready_.empty() && !consumers_.empty()) {
-    // Round-robin: the first consumer with credit at or after next_consumer_.
-    const size_t n = consumers_.size();
-    Consumer* chosen = nullptr;
-    for (size_t i = 0; i < n; ++i) {
-      size_t idx = (next_consumer_ + i) % n;
-      Consumer* c = consumers_[idx];
-      if (c->channel->can_deliver(*c)) {
-        chosen = c;
-        next_consumer_ = (idx + 1) % n;
-        break;
+  const int64_t now = entries_with_expiry_ ? now_ms() : 0;
+  while (!empty() && !consumers_.empty()) {
+    if (entries_with_expiry_) {
+      QueueEntry& h = head();
+      if (h.expires_at != 0 && h.expires_at < now) {
+        QueueEntry e = pop_head();
+        dead_letter(e, DeathReason::kExpired);
+        continue;
       }
     }
+    Consumer* chosen = pick_consumer();
     if (!chosen) break;
-    QueueEntry e = std::move(ready_.front());
-    ready_.pop_front();
+    QueueEntry e = pop_head();
     if (!chosen->no_ack) ++unacked_;
     ConsumerPtr keep(chosen);
     chosen->channel->deliver(*chosen, *this, std::move(e));
@@ -99,8 +325,9 @@ void Queue::dispatch() {
 
 size_t Queue::mark_deleted() {
   deleted_ = true;
-  size_t n = ready_.size();
-  ready_.clear();
+  size_t n = purge();
+  if (ttl_timer_) ttl_timer_->cancel();
+  if (expiry_timer_) expiry_timer_->cancel();
   // Cancelling edits consumers_; work on a copy.
   std::vector<ConsumerPtr> cs(consumers_.begin(), consumers_.end());
   consumers_.clear();

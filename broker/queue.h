@@ -1,15 +1,20 @@
-// Queue: an ordered store of ready messages and the consumers that drain it.
+// Queue: an ordered store of ready messages and the consumers that drain it, with
+// RabbitMQ's queue arguments (TTL, expiry, length limits, dead-lettering, priorities,
+// single active consumer).
 //
-// Owned by its VHost (shared via QueuePtr so unacked entries can outlive a deletion); runs
-// on the queue's home shard. Invariants: `ready_` is sorted by `seq`; a requeued message
-// goes back to its original position; each entry is either ready here or unacked on
-// exactly one channel. Storage is in memory; a durable store attaches behind enqueue/ack.
+// Owned by its VHost (shared via QueuePtr so unacked entries and timers can outlive a
+// deletion); runs on the queue's home shard. Invariants: within one priority, entries are
+// sorted by `seq`; a requeued message goes back to its original position; each entry is
+// either ready here or unacked on exactly one channel; ready_bytes_ is the sum of the ready
+// bodies. Storage is in memory; a durable store attaches behind enqueue/settle.
 #pragma once
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/smart_ptr/intrusive_ptr.hpp>
 #include <boost/smart_ptr/intrusive_ref_counter.hpp>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,16 +29,43 @@ class Connection;
 class VHost;
 struct Consumer;
 
+// Milliseconds on the steady clock.
+int64_t now_ms();
+
 struct QueueEntry {
   MessagePtr message;
   uint64_t seq = 0;  // position in the queue, kept across requeues
+  int64_t expires_at = 0;  // steady ms; 0 = never
+  uint8_t priority = 0;
   bool redelivered = false;
 };
+
+enum class Overflow { kDropHead, kRejectPublish, kRejectPublishDlx };
+
+// The queue arguments RabbitMQ gives meaning to, parsed once at declaration.
+struct QueueSettings {
+  std::optional<int64_t> message_ttl;  // x-message-ttl
+  std::optional<int64_t> expires;      // x-expires
+  std::optional<int64_t> max_length;   // x-max-length
+  std::optional<int64_t> max_length_bytes;
+  Overflow overflow = Overflow::kDropHead;
+  std::optional<std::string> dead_letter_exchange;
+  std::optional<std::string> dead_letter_routing_key;
+  uint8_t max_priority = 0;  // 0 = not a priority queue
+  bool single_active_consumer = false;
+
+  static QueueSettings from_arguments(const amqp::FieldTable& args);
+};
+
+// Why a message was dead-lettered (the x-death "reason").
+enum class DeathReason { kRejected, kExpired, kMaxLen };
+std::string_view death_reason_name(DeathReason r);
 
 class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_counter> {
  public:
   Queue(VHost& vhost, uint32_t id, std::string name, bool durable, bool exclusive,
         bool auto_delete, amqp::FieldTable arguments, Connection* owner);
+  ~Queue();
 
   const std::string& name() const { return name_; }
   uint32_t id() const { return id_; }
@@ -42,19 +74,25 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   bool exclusive() const { return exclusive_; }
   bool auto_delete() const { return auto_delete_; }
   const amqp::FieldTable& arguments() const { return arguments_; }
+  const QueueSettings& settings() const { return settings_; }
   Connection* owner() const { return owner_; }
   bool deleted() const { return deleted_; }
 
-  size_t ready_count() const { return ready_.size(); }
+  size_t ready_count() const { return ready_count_; }
+  uint64_t ready_bytes() const { return ready_bytes_; }
   size_t unacked_count() const { return unacked_; }
   size_t consumer_count() const { return consumers_.size(); }
   const std::vector<Consumer*>& consumers() const { return consumers_; }
 
-  void enqueue(MessagePtr m);
+  // Adds a message. Returns false when the queue refused it (x-overflow reject-publish or
+  // reject-publish-dlx with the queue full); the publisher's confirm becomes a nack.
+  bool enqueue(MessagePtr m);
   // Puts a message delivered earlier back at its original position, marked redelivered.
   void requeue(QueueEntry e);
-  // Called when a delivered message is acked or dropped by its channel.
+  // A delivered message was acked (or dropped by its channel).
   void settle(size_t n = 1) { unacked_ -= n; }
+  // A delivered message was rejected without requeue: dead-letter it ("rejected").
+  void reject(QueueEntry e);
   // Removes and returns the head for basic.get (counted as unacked when `ack_required`).
   std::optional<QueueEntry> get(bool ack_required);
   size_t purge();
@@ -62,8 +100,14 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   void add_consumer(Consumer* c);
   void remove_consumer(Consumer* c);
   bool has_exclusive_consumer() const;
-  // Delivers ready messages to consumers with credit, round-robin.
+  // Delivers ready messages to consumers with credit: highest consumer priority first,
+  // round-robin within a priority; only the active consumer with x-single-active-consumer.
   void dispatch();
+  // The consumer that receives messages under single-active-consumer, or null.
+  Consumer* active_consumer() const;
+
+  // Redeclaration, basic.get and consumer changes count as use (x-expires).
+  void touch();
 
   // Marks the queue deleted and cancels its consumers (the VHost removes it from its maps).
   // Returns the number of ready messages dropped.
@@ -71,6 +115,19 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   bool ever_had_consumer() const { return had_consumer_; }
 
  private:
+  bool empty() const { return ready_count_ == 0; }
+  QueueEntry& head();
+  QueueEntry pop_head();
+  void push(QueueEntry e);
+  // Drops (and dead-letters) expired messages at the head; arms the TTL timer for the next.
+  void expire_head(int64_t now);
+  void arm_ttl_timer();
+  void arm_expiry_timer();
+  void enforce_limits();
+  bool over_limits(size_t extra_count, uint64_t extra_bytes) const;
+  void dead_letter(QueueEntry& e, DeathReason reason);
+  Consumer* pick_consumer();
+
   VHost* vhost_;
   uint32_t id_;
   std::string name_;
@@ -78,16 +135,26 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   bool exclusive_;
   bool auto_delete_;
   amqp::FieldTable arguments_;
+  QueueSettings settings_;
   Connection* owner_;
   bool deleted_ = false;
   bool had_consumer_ = false;
   bool dispatching_ = false;
 
-  std::deque<QueueEntry> ready_;
+  // One deque per priority (just one without x-max-priority); highest index first.
+  std::vector<std::deque<QueueEntry>> ready_;
+  size_t ready_count_ = 0;
+  uint64_t ready_bytes_ = 0;
+  size_t entries_with_expiry_ = 0;
   uint64_t next_seq_ = 1;
   size_t unacked_ = 0;
-  std::vector<Consumer*> consumers_;
+  std::vector<Consumer*> consumers_;  // in registration order
   size_t next_consumer_ = 0;
+
+  std::unique_ptr<boost::asio::steady_timer> ttl_timer_;
+  int64_t ttl_timer_at_ = 0;
+  std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
+  int64_t last_used_ = 0;
 };
 
 using QueuePtr = boost::intrusive_ptr<Queue>;
@@ -102,6 +169,7 @@ struct Consumer : boost::intrusive_ref_counter<Consumer, boost::thread_unsafe_co
   bool exclusive = false;
   uint32_t prefetch = 0;  // 0 = unlimited (basic.qos global=false at consume time)
   uint32_t unacked = 0;
+  int32_t priority = 0;   // x-priority
   bool cancelled = false;
   amqp::FieldTable arguments;
 };

@@ -63,6 +63,10 @@ void TcpSession::do_read() {
           return;
         }
         self->read_since_tick_ = true;
+        if (self->ignore_input_) {
+          self->do_read();
+          return;
+        }
         self->rlen_ += n;
         size_t used = self->conn_->on_bytes(self->rbuf_.data(), self->rlen_);
         if (used > 0) {
@@ -71,7 +75,7 @@ void TcpSession::do_read() {
         }
         self->conn_->end_of_input_batch();
         if (self->conn_->state() == Connection::State::kClosed && !self->close_after_flush_ &&
-            !self->closed_) {
+            !self->closed_ && !self->ignore_input_) {
           self->close_after_flush();
         }
         self->do_read();
@@ -123,13 +127,33 @@ void TcpSession::close_after_flush() {
   close_after_flush_ = true;
   if (!writing_) request_flush();
   // A peer that never reads must not keep the socket forever.
-  start_close_timer();
+  start_close_timer(30000);
 }
 
 void TcpSession::abort() { finish(); }
 
-void TcpSession::start_close_timer() {
-  close_timer_.expires_after(std::chrono::seconds(3));
+void TcpSession::close_silently(uint32_t ms) {
+  ignore_input_ = true;
+  conn_->out().clear();
+  heartbeat_timer_.cancel();
+  close_timer_.expires_after(std::chrono::milliseconds(ms));
+  close_timer_.async_wait([self = shared_from_this()](error_code ec) {
+    if (!ec) self->finish();
+  });
+}
+
+void TcpSession::linger(uint32_t ms) {
+  ignore_input_ = true;
+  heartbeat_timer_.cancel();
+  request_flush();
+  close_timer_.expires_after(std::chrono::milliseconds(ms));
+  close_timer_.async_wait([self = shared_from_this()](error_code ec) {
+    if (!ec) self->finish();
+  });
+}
+
+void TcpSession::start_close_timer(uint32_t ms) {
+  close_timer_.expires_after(std::chrono::milliseconds(ms));
   close_timer_.async_wait([self = shared_from_this()](error_code ec) {
     if (!ec) self->finish();
   });

@@ -30,7 +30,9 @@ class TcpSession : public std::enable_shared_from_this<TcpSession>, public Trans
   void abort() override;
   void start_heartbeat(uint16_t seconds) override;
   void handshake_complete() override;
-  void start_close_timer() override;
+  void start_close_timer(uint32_t ms) override;
+  void close_silently(uint32_t ms) override;
+  void linger(uint32_t ms) override;
 
  private:
   void do_read();
@@ -48,6 +50,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession>, public Trans
   bool flush_posted_ = false;
   bool close_after_flush_ = false;
   bool closed_ = false;
+  bool ignore_input_ = false;
   bool was_blocked_ = false;
   uint16_t heartbeat_ = 0;
   bool read_since_tick_ = false;

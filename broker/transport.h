@@ -17,12 +17,19 @@ class Transport {
   virtual void close_after_flush() = 0;
   // Close the socket now, dropping pending output.
   virtual void abort() = 0;
+  // Stop reading and close the socket after `ms` without sending anything (RabbitMQ's
+  // silent close of a failed handshake, which also slows down password guessing).
+  virtual void close_silently(uint32_t ms) = 0;
+  // Write what is pending, ignore further input, and close when the peer does or after
+  // `ms` (after connection.close-ok the client is the one to close).
+  virtual void linger(uint32_t ms) = 0;
   // Heartbeat interval negotiated (0 = off); the transport sends and checks heartbeats.
   virtual void start_heartbeat(uint16_t seconds) = 0;
   // The connection is open: stop the handshake timer.
   virtual void handshake_complete() = 0;
-  // The connection sent connection.close: close the socket if close-ok does not come.
-  virtual void start_close_timer() = 0;
+  // The connection sent connection.close: close the socket if close-ok does not come
+  // within `ms`.
+  virtual void start_close_timer(uint32_t ms) = 0;
 };
 
 }  // namespace warren::broker

@@ -1,6 +1,7 @@
 #include "broker/vhost.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "amqp/properties.h"
 #include "broker/broker.h"
@@ -37,8 +38,13 @@ Queue* VHost::queue_by_id(uint32_t id) {
   return it == queue_ids_.end() ? nullptr : it->second;
 }
 
-Exchange& VHost::add_exchange(std::string name, std::string type, bool durable,
-                              bool auto_delete, bool internal, amqp::FieldTable arguments) {
+VHost::~VHost() {
+  if (delayed_timer_) delayed_timer_->cancel();
+}
+
+Exchange* VHost::add_exchange(std::string name, std::string type, bool durable,
+                              bool auto_delete, bool internal, amqp::FieldTable arguments,
+                              std::string* error) {
   auto x = std::make_unique<Exchange>();
   x->id = next_id_++;
   x->name = name;
@@ -51,10 +57,14 @@ Exchange& VHost::add_exchange(std::string name, std::string type, bool durable,
   }
   x->arguments = std::move(arguments);
   x->impl = exchange::Registry::builtin().create(type);
+  if (std::string err = x->impl->configure(x->arguments); !err.empty()) {
+    if (error) *error = err;
+    return nullptr;
+  }
   Exchange& ref = *x;
   exchange_ids_[ref.id] = &ref;
   exchanges_[std::move(name)] = std::move(x);
-  return ref;
+  return &ref;
 }
 
 void VHost::remove_bindings_to(exchange::Destination dest) {
@@ -162,6 +172,7 @@ void VHost::route(Exchange* x, const Message& m, std::string_view routing_key,
   std::optional<amqp::BasicProperties> props;
   exchange::RoutingInput in;
   in.routing_key = routing_key;
+  in.raw_properties = m.properties;
   in.headers = [&props, &m]() -> const amqp::FieldTable* {
     if (!m.summary.has_headers) return nullptr;
     if (!props) {
@@ -200,6 +211,173 @@ void VHost::route_into(Exchange& x, const Message& m, std::string_view routing_k
   // Unroutable here: the alternate exchange gets it (RabbitMQ's alternate-exchange).
   if (dests.empty() && !x.alternate.empty()) {
     if (Exchange* ae = find_exchange(x.alternate)) route_into(*ae, m, routing_key, in, out, visited);
+  }
+}
+
+}  // namespace warren::broker
+
+namespace warren::broker {
+
+namespace {
+int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view table_str(const amqp::FieldTable& t, std::string_view key) {
+  if (const amqp::FieldValue* v = t.find(key)) {
+    if (auto s = v->as_string()) return *s;
+  }
+  return {};
+}
+
+// RabbitMQ's rabbit_dead_letter:is_cycle: the message came back to `queue` and no death
+// since (inclusive) was a rejection.
+bool is_cycle(const std::string& queue, const amqp::FieldArray& deaths) {
+  for (const auto& d : deaths) {
+    const amqp::FieldTable* t = d.as_table();
+    if (!t) continue;
+    if (table_str(*t, "reason") == "rejected") return false;
+    if (table_str(*t, "queue") == queue) return true;
+  }
+  return false;
+}
+}  // namespace
+
+bool VHost::route_delayed(Exchange* x, const MessagePtr& m, const std::string& routing_key) {
+  if (!x || x->type != "x-delayed-message" || !m->summary.has_headers) return false;
+  int64_t delay = 0;
+  try {
+    auto props = amqp::BasicProperties::decode(m->properties, true);
+    if (const amqp::FieldValue* v = props.headers.find("x-delay")) delay = v->as_int().value_or(0);
+  } catch (const amqp::DecodeError&) {
+    return false;
+  }
+  if (delay <= 0) return false;
+  const int64_t due = now_ms() + delay;
+  const bool earliest = delayed_.empty() || due < delayed_.begin()->first;
+  delayed_.emplace(due, Delayed{x->name, routing_key, m});
+  if (earliest) {
+    if (!delayed_timer_) delayed_timer_ = std::make_unique<boost::asio::steady_timer>(broker_->executor());
+    delayed_timer_->expires_at(std::chrono::steady_clock::time_point(std::chrono::milliseconds(due)));
+    delayed_timer_->async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) fire_delayed();
+    });
+  }
+  return true;
+}
+
+void VHost::fire_delayed() {
+  const int64_t now = now_ms();
+  std::vector<Queue*> targets;
+  while (!delayed_.empty() && delayed_.begin()->first <= now) {
+    Delayed d = std::move(delayed_.begin()->second);
+    delayed_.erase(delayed_.begin());
+    Exchange* x = find_exchange(d.exchange);
+    if (!x) continue;  // the exchange was deleted meanwhile
+    route(x, *d.message, d.routing_key, targets);
+    for (Queue* q : targets) q->enqueue(d.message);
+  }
+  if (!delayed_.empty()) {
+    delayed_timer_->expires_at(std::chrono::steady_clock::time_point(
+        std::chrono::milliseconds(delayed_.begin()->first)));
+    delayed_timer_->async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) fire_delayed();
+    });
+  }
+}
+
+void VHost::dead_letter(Queue& q, const MessagePtr& m, DeathReason reason) {
+  const QueueSettings& s = q.settings();
+  if (!s.dead_letter_exchange) return;
+  Exchange* dlx = find_exchange(*s.dead_letter_exchange);
+  if (!dlx) return;  // RabbitMQ drops the message when its DLX does not exist
+
+  amqp::BasicProperties props;
+  try {
+    props = amqp::BasicProperties::decode(m->properties, true);
+  } catch (const amqp::DecodeError&) {
+    return;
+  }
+  // The routing keys the message was published with: its key plus any CC (BCC is gone).
+  amqp::FieldArray keys;
+  keys.push_back(amqp::LongString{m->routing_key});
+  if (const amqp::FieldValue* cc = props.headers.find("CC")) {
+    if (const amqp::FieldArray* a = cc->as_array()) {
+      for (const auto& v : *a)
+        if (auto str = v.as_string()) keys.push_back(amqp::LongString{std::string(*str)});
+    }
+  }
+  const std::string reason_name(death_reason_name(reason));
+
+  amqp::FieldArray deaths;
+  if (const amqp::FieldValue* xd = props.headers.find("x-death")) {
+    if (const amqp::FieldArray* a = xd->as_array()) deaths = *a;
+  }
+  // One entry per (queue, reason), most recent first; a repeat increments its count.
+  auto same = std::find_if(deaths.begin(), deaths.end(), [&](const amqp::FieldValue& v) {
+    const amqp::FieldTable* t = v.as_table();
+    return t && table_str(*t, "queue") == q.name() && table_str(*t, "reason") == reason_name;
+  });
+  if (same != deaths.end()) {
+    amqp::FieldValue entry = std::move(*same);
+    deaths.erase(same);
+    auto& t = std::get<amqp::FieldTable>(entry.v);
+    int64_t count = 0;
+    if (const amqp::FieldValue* c = t.find("count")) count = c->as_int().value_or(0);
+    t.set("count", amqp::FieldValue(static_cast<int64_t>(count + 1)));
+    deaths.insert(deaths.begin(), std::move(entry));
+  } else {
+    amqp::FieldTable t;
+    t.set("count", amqp::FieldValue(static_cast<int64_t>(1)));
+    t.set("reason", reason_name);
+    t.set("queue", q.name());
+    t.set("time", amqp::FieldValue(amqp::Timestamp{static_cast<uint64_t>(unix_seconds())}));
+    t.set("exchange", m->exchange);
+    t.set("routing-keys", keys);
+    if (props.has(amqp::BasicProperties::kExpiration)) {
+      t.set("original-expiration", std::string(props.expiration));
+    }
+    deaths.insert(deaths.begin(), amqp::FieldValue(std::move(t)));
+  }
+  auto& h = props.headers;
+  h.set("x-death", deaths);
+  if (!h.find("x-first-death-reason")) {
+    h.set("x-first-death-reason", reason_name);
+    h.set("x-first-death-queue", q.name());
+    h.set("x-first-death-exchange", m->exchange);
+  }
+  h.set("x-last-death-reason", reason_name);
+  h.set("x-last-death-queue", q.name());
+  h.set("x-last-death-exchange", m->exchange);
+  props.flags |= amqp::BasicProperties::kHeaders;
+  // The per-message TTL does not follow the message (it is kept as original-expiration).
+  props.flags &= static_cast<uint16_t>(~amqp::BasicProperties::kExpiration);
+
+  MessagePtr dm(new Message);
+  dm->exchange = dlx->name;
+  dm->routing_key = s.dead_letter_routing_key ? *s.dead_letter_routing_key : m->routing_key;
+  amqp::Writer w(dm->properties);
+  props.encode(w);
+  dm->summary = amqp::summarize_properties(dm->properties);
+  dm->body_owner = m->body_owner ? m->body_owner : m;
+
+  std::vector<Queue*> targets;
+  std::vector<Queue*> all;
+  if (s.dead_letter_routing_key) {
+    route(dlx, *dm, dm->routing_key, all);
+  } else {
+    for (const auto& k : keys) {
+      route(dlx, *dm, *k.as_string(), targets);
+      all.insert(all.end(), targets.begin(), targets.end());
+    }
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+  }
+  for (Queue* t : all) {
+    if (reason != DeathReason::kRejected && is_cycle(t->name(), deaths)) continue;
+    t->enqueue(dm);
   }
 }
 

@@ -4,6 +4,7 @@
 // the exchange layer routes to; names are unique per vhost.
 #pragma once
 
+#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -41,6 +42,7 @@ struct Exchange {
 class VHost {
  public:
   VHost(Broker& broker, std::string name);
+  ~VHost();
   const std::string& name() const { return name_; }
   Broker& broker() const { return *broker_; }
 
@@ -53,9 +55,10 @@ class VHost {
   }
   const std::map<std::string, QueuePtr, std::less<>>& queues() const { return queues_; }
 
-  // REQUIRES: no exchange of that name; `type` is registered.
-  Exchange& add_exchange(std::string name, std::string type, bool durable, bool auto_delete,
-                         bool internal, amqp::FieldTable arguments);
+  // REQUIRES: no exchange of that name; `type` is registered. Returns null and sets `error`
+  // when the type refuses the arguments (406).
+  Exchange* add_exchange(std::string name, std::string type, bool durable, bool auto_delete,
+                         bool internal, amqp::FieldTable arguments, std::string* error = nullptr);
   // Removes the exchange and every binding it is source or destination of.
   void delete_exchange(Exchange& x);
 
@@ -72,6 +75,14 @@ class VHost {
   bool unbind(Exchange& source, exchange::Destination dest, std::string_view routing_key,
               const amqp::FieldTable& arguments);
   bool has_bindings_to(exchange::Destination dest) const;
+
+  // Republishes a message dropped by `q` to its dead-letter exchange, with the x-death
+  // header as RabbitMQ writes it, dropping targets that would close a fully automatic cycle.
+  void dead_letter(Queue& q, const MessagePtr& m, DeathReason reason);
+
+  // An x-delayed-message exchange holds a message with a positive x-delay header until it
+  // is due, then routes it. Returns true when the message was taken to be held.
+  bool route_delayed(Exchange* x, const MessagePtr& m, const std::string& routing_key);
 
   // Routes a message from `x` (or the default exchange when x is null) into queues,
   // following exchange-to-exchange bindings and alternate exchanges. Fills `out` with each
@@ -94,6 +105,15 @@ class VHost {
   std::unordered_map<uint32_t, Exchange*> exchange_ids_;
   std::unordered_map<uint32_t, Queue*> queue_ids_;
   std::vector<exchange::Destination> scratch_;
+
+  struct Delayed {
+    std::string exchange;
+    std::string routing_key;
+    MessagePtr message;
+  };
+  void fire_delayed();
+  std::multimap<int64_t, Delayed> delayed_;  // by due time (steady ms)
+  std::unique_ptr<boost::asio::steady_timer> delayed_timer_;
 };
 
 }  // namespace warren::broker

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "amqp/properties.h"
+#include "exchange/consistent_hash.h"
+#include "exchange/delayed_message.h"
 #include "exchange/direct.h"
 #include "exchange/fanout.h"
 #include "exchange/headers.h"
@@ -16,6 +19,8 @@ Registry& Registry::builtin() {
     reg->add("fanout", [] { return std::make_unique<FanoutExchange>(); });
     reg->add("topic", [] { return std::make_unique<TopicExchange>(); });
     reg->add("headers", [] { return std::make_unique<HeadersExchange>(); });
+    reg->add("x-consistent-hash", [] { return std::make_unique<ConsistentHashExchange>(); });
+    reg->add("x-delayed-message", [] { return std::make_unique<DelayedMessageExchange>(); });
     return reg;
   }();
   return *r;
@@ -213,6 +218,125 @@ void HeadersExchange::route(const RoutingInput& in, std::vector<Destination>& ou
   for (const Binding& b : bindings_) {
     if (matches(b.arguments, headers)) out.push_back(b.destination);
   }
+}
+
+}  // namespace warren::exchange
+
+namespace warren::exchange {
+
+// ---- x-consistent-hash ----
+uint32_t ConsistentHashExchange::hash(std::string_view s) {
+  // FNV-1a, then a final avalanche so that nearby keys spread over the ring.
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
+std::string ConsistentHashExchange::configure(const amqp::FieldTable& args) {
+  if (const amqp::FieldValue* v = args.find("hash-header")) {
+    auto s = v->as_string();
+    if (!s) return "hash-header must be a string";
+    hash_header_ = std::string(*s);
+  }
+  if (const amqp::FieldValue* v = args.find("hash-property")) {
+    auto s = v->as_string();
+    if (!s || (*s != "message_id" && *s != "correlation_id" && *s != "timestamp")) {
+      return "hash-property must be one of message_id, correlation_id, timestamp";
+    }
+    hash_property_ = std::string(*s);
+  }
+  if (!hash_header_.empty() && !hash_property_.empty()) {
+    return "hash-header and hash-property are mutually exclusive";
+  }
+  return {};
+}
+
+std::string ConsistentHashExchange::validate_binding(const Binding& b) const {
+  const std::string& k = b.routing_key;
+  bool ok = !k.empty() && k.size() <= 6;
+  for (char c : k) ok = ok && c >= '0' && c <= '9';
+  if (!ok || std::stoi(k) < 1) {
+    return "binding key '" + k + "' of an x-consistent-hash exchange must be a weight from 1 to 999999";
+  }
+  return {};
+}
+
+void ConsistentHashExchange::bind(const Binding& b) {
+  bindings_.push_back(b);
+  rebuild();
+}
+
+void ConsistentHashExchange::unbind(const Binding& b) {
+  auto pos = std::find(bindings_.begin(), bindings_.end(), b);
+  if (pos != bindings_.end()) bindings_.erase(pos);
+  rebuild();
+}
+
+void ConsistentHashExchange::rebuild() {
+  ring_.clear();
+  for (const Binding& b : bindings_) {
+    const int weight = std::max(1, std::atoi(b.routing_key.c_str()));
+    for (int i = 0; i < weight; ++i) {
+      const std::string point = std::to_string(b.destination.id) +
+                                (b.destination.is_exchange ? "x" : "q") + ":" + std::to_string(i);
+      ring_.emplace_back(hash(point), b.destination);
+    }
+  }
+  std::sort(ring_.begin(), ring_.end());
+}
+
+void ConsistentHashExchange::route(const RoutingInput& in, std::vector<Destination>& out) const {
+  if (ring_.empty()) return;
+  std::string key_storage;
+  std::string_view key = in.routing_key;
+  if (!hash_header_.empty()) {
+    const amqp::FieldTable* h = in.headers ? in.headers() : nullptr;
+    const amqp::FieldValue* v = h ? h->find(hash_header_) : nullptr;
+    if (!v) return;  // no such header: the plugin routes nowhere
+    key_storage = amqp::value_to_text(*v);
+    key = key_storage;
+  } else if (!hash_property_.empty()) {
+    amqp::BasicProperties p;
+    try {
+      p = amqp::BasicProperties::decode(in.raw_properties, false);
+    } catch (const amqp::DecodeError&) {
+      return;
+    }
+    if (hash_property_ == "message_id" && p.has(amqp::BasicProperties::kMessageId)) {
+      key = p.message_id;
+    } else if (hash_property_ == "correlation_id" && p.has(amqp::BasicProperties::kCorrelationId)) {
+      key = p.correlation_id;
+    } else if (hash_property_ == "timestamp" && p.has(amqp::BasicProperties::kTimestamp)) {
+      key_storage = std::to_string(p.timestamp);
+      key = key_storage;
+    } else {
+      return;
+    }
+  }
+  const uint32_t h = hash(key);
+  auto it = std::lower_bound(ring_.begin(), ring_.end(), h,
+                             [](const auto& p, uint32_t v) { return p.first < v; });
+  if (it == ring_.end()) it = ring_.begin();
+  out.push_back(it->second);
+}
+
+// ---- x-delayed-message ----
+std::string DelayedMessageExchange::configure(const amqp::FieldTable& args) {
+  const amqp::FieldValue* t = args.find("x-delayed-type");
+  auto s = t ? t->as_string() : std::nullopt;
+  if (!s || *s == "x-delayed-message" || !Registry::builtin().has(*s)) {
+    return "Invalid argument, 'x-delayed-type' must be an existing exchange type";
+  }
+  inner_ = Registry::builtin().create(*s);
+  return {};
 }
 
 }  // namespace warren::exchange

@@ -39,6 +39,7 @@ struct Binding {
 // What routing may look at. Headers are decoded only when a type asks for them.
 struct RoutingInput {
   std::string_view routing_key;
+  std::string_view raw_properties;  // the message's property bytes, undecoded
   // Decodes the message's headers on first use; nullptr result means no headers.
   std::function<const amqp::FieldTable*()> headers;
 };
@@ -52,6 +53,8 @@ class ExchangeType {
   virtual void route(const RoutingInput& in, std::vector<Destination>& out) const = 0;
   // Validates binding arguments; returns an error text (406) or empty.
   virtual std::string validate_binding(const Binding&) const { return {}; }
+  // Takes the exchange's declaration arguments; returns an error text (406) or empty.
+  virtual std::string configure(const amqp::FieldTable&) { return {}; }
 };
 
 using ExchangeFactory = std::function<std::unique_ptr<ExchangeType>()>;
