@@ -61,6 +61,13 @@ void Broker::tick() {
   });
 }
 
+void Broker::shutdown() {
+  if (tick_timer_) tick_timer_->cancel();
+  std::vector<Connection*> all(connections_.begin(), connections_.end());
+  for (Connection* c : all) c->abort_transport();
+  for (auto& [name, v] : vhosts_) v->cancel_timers();
+}
+
 std::string Broker::register_reply_channel(Channel* ch) {
   std::string token = generate_name("r").substr(2);
   reply_channels_[token] = ch;

@@ -50,6 +50,9 @@ class Broker {
   const std::set<Connection*>& connections() const { return connections_; }
   // Closes every connection with 320 CONNECTION_FORCED (shutdown).
   void close_all_connections(const std::string& reason);
+  // Drops every socket and cancels every timer, so that running the executor to completion
+  // releases everything that refers to the broker (call before destroying it).
+  void shutdown();
 
   // "amq.gen-XXXXXXXXXXXXXXXXXXXXXX" / "amq.ctag-..." names: prefix, '-', 22 base64url chars.
   std::string generate_name(std::string_view prefix);

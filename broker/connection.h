@@ -52,6 +52,8 @@ class Connection {
   // Heartbeats were missed or the handshake timed out: log and drop.
   void on_heartbeat_timeout();
   void on_handshake_timeout();
+  // Drops the socket at once (broker shutdown).
+  void abort_transport() { transport_.abort(); }
   // Closes with 320 CONNECTION_FORCED (shutdown, admin close).
   void close_forced(const std::string& reason);
   // Closes channels whose oldest unacked delivery is older than consumer_timeout.

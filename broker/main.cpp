@@ -108,6 +108,12 @@ int main(int argc, char** argv) {
     stop_timer.async_wait([&](const boost::system::error_code&) { io.stop(); });
   });
   io.run();
+  // Release everything that still waits on the executor while the broker is alive.
+  signals.cancel();
+  stop_timer.cancel();
+  broker.shutdown();
+  io.restart();
+  io.run();
   WLOG_INFO("Warren stopped");
   return 0;
 }

@@ -190,6 +190,11 @@ void Queue::arm_ttl_timer() {
   });
 }
 
+void Queue::cancel_timers() {
+  if (ttl_timer_) ttl_timer_->cancel();
+  if (expiry_timer_) expiry_timer_->cancel();
+}
+
 void Queue::touch() {
   if (!settings_.expires || deleted_) return;
   last_used_ = now_ms();

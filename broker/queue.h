@@ -108,6 +108,7 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
 
   // Redeclaration, basic.get and consumer changes count as use (x-expires).
   void touch();
+  void cancel_timers();
 
   // Marks the queue deleted and cancels its consumers (the VHost removes it from its maps).
   // Returns the number of ready messages dropped.

@@ -38,8 +38,11 @@ Queue* VHost::queue_by_id(uint32_t id) {
   return it == queue_ids_.end() ? nullptr : it->second;
 }
 
-VHost::~VHost() {
+VHost::~VHost() { cancel_timers(); }
+
+void VHost::cancel_timers() {
   if (delayed_timer_) delayed_timer_->cancel();
+  for (auto& [name, q] : queues_) q->cancel_timers();
 }
 
 Exchange* VHost::add_exchange(std::string name, std::string type, bool durable,

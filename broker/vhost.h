@@ -84,6 +84,9 @@ class VHost {
   // is due, then routes it. Returns true when the message was taken to be held.
   bool route_delayed(Exchange* x, const MessagePtr& m, const std::string& routing_key);
 
+  // Cancels the timers of the vhost and its queues (broker shutdown).
+  void cancel_timers();
+
   // Routes a message from `x` (or the default exchange when x is null) into queues,
   // following exchange-to-exchange bindings and alternate exchanges. Fills `out` with each
   // target queue once.

@@ -222,3 +222,22 @@ def test_missed_client_heartbeats_drop_connection(make_broker):
     assert 1.0 <= elapsed < 6.0
     assert b"\x08\x00\x00\x00\x00\x00\x00\xce" in got  # it sent heartbeats meanwhile
     s.close()
+
+
+def test_shutdown_with_pending_timers_and_consumers_exits_cleanly(make_broker):
+    """TTL, x-expires and delayed-message timers and live consumers at SIGTERM: exit 0."""
+    b = make_broker()
+    conn = pika.BlockingConnection(b.pika_params())
+    ch = conn.channel()
+    ch.queue_declare("ttl-q", arguments={"x-message-ttl": 60000, "x-expires": 60000})
+    ch.basic_publish("", "ttl-q", b"x")
+    ch.exchange_declare("delayed", "x-delayed-message", arguments={"x-delayed-type": "direct"})
+    ch.queue_bind("ttl-q", "delayed", "k")
+    ch.basic_publish("delayed", "k", b"later", pika.BasicProperties(headers={"x-delay": 60000}))
+    ch.queue_declare("consumed")
+    ch.basic_consume("consumed", lambda *a: None)
+    ch.basic_publish("", "consumed", b"unacked")
+    conn.process_data_events(time_limit=0.2)
+    b.proc.send_signal(signal.SIGTERM)
+    assert b.proc.wait(timeout=5) == 0
+    assert "Warren stopped" in b.log()
