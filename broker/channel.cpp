@@ -92,14 +92,19 @@ std::string validate_queue_arguments(const amqp::FieldTable& args) {
         key == "x-max-priority") {
       if (need_int() && *v.as_int() < 0) err = "{value_negative," + std::to_string(*v.as_int()) + "}";
       if (err.empty() && key == "x-max-priority" && *v.as_int() > 255) {
-        err = "{value_too_large," + std::to_string(*v.as_int()) + ",255}";
+        err = "{max_value_exceeded," + std::to_string(*v.as_int()) + "}";
       }
     } else if (key == "x-expires") {
       if (need_int()) {
         if (*v.as_int() == 0) err = "{value_zero,0}";
         else if (*v.as_int() < 0) err = "{value_negative," + std::to_string(*v.as_int()) + "}";
       }
-    } else if (key == "x-dead-letter-exchange" || key == "x-dead-letter-routing-key") {
+    } else if (key == "x-dead-letter-exchange") {
+      if (!std::holds_alternative<amqp::LongString>(v.v)) {
+        // RabbitMQ resolves the DLX name first, with its own wording.
+        return "\x02invalid type '" + type_name(v) + "' for arg '" + key + "' in \x01";
+      }
+    } else if (key == "x-dead-letter-routing-key") {
       if (!std::holds_alternative<amqp::LongString>(v.v)) err = "{unacceptable_type," + type_name(v) + "}";
     } else if (key == "x-single-active-consumer") {
       if (!v.as_bool()) err = "{unacceptable_type," + type_name(v) + "}";
@@ -108,11 +113,23 @@ std::string validate_queue_arguments(const amqp::FieldTable& args) {
       if (!s) {
         err = "{unacceptable_type," + type_name(v) + "}";
       } else if (*s != "drop-head" && *s != "reject-publish" && *s != "reject-publish-dlx") {
-        err = "{invalid_overflow,<<\"" + std::string(*s) + "\">>}";
+        err = "invalid_overflow";
       }
     } else if (key == "x-queue-mode") {
       auto s = v.as_string();
-      if (!s || (*s != "default" && *s != "lazy")) err = "{invalid_queue_mode," + amqp::value_to_text(v) + "}";
+      if (!s || (*s != "default" && *s != "lazy")) {
+        err = "\"unsupported queue mode '" + amqp::value_to_text(v) + "'\"";
+      }
+    } else if (key == "x-queue-version") {
+      auto n = v.as_int();
+      if (!n || (*n != 1 && *n != 2)) {
+        err = "\"unsupported queue version '" + amqp::value_to_text(v) + "'\"";
+      }
+    } else if (key == "x-queue-type") {
+      auto s = v.as_string();
+      if (!s || (*s != "classic" && *s != "quorum" && *s != "stream")) {
+        err = "\"unsupported queue type '" + amqp::value_to_text(v) + "'\"";
+      }
     }
     if (!err.empty()) return "invalid arg '" + key + "' for \x01: " + err;
   }
@@ -434,11 +451,24 @@ void Channel::on_exchange_bind(const amqp::ExchangeBind& m, bool bind) {
 void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
   std::string name(m.queue);
   VHost& vh = vhost();
-  if (m.passive && name == "amq.rabbitmq.reply-to") {
-    // The direct reply-to pseudo-queue always exists (RabbitMQ answers declare-ok).
+  static constexpr std::string_view kReplyTo = "amq.rabbitmq.reply-to";
+  if (m.passive && name.rfind(kReplyTo, 0) == 0) {
+    // The direct reply-to pseudo-queues: the bare name (this channel's reply consumer, if
+    // any) and the per-requester names while their requester is connected.
+    uint32_t consumers = 0;
+    if (name == kReplyTo) {
+      consumers = 1;  // RabbitMQ always reports one consumer for the bare name
+    } else if (name.size() > kReplyTo.size() + 1 && name[kReplyTo.size()] == '.' &&
+               conn_.broker().find_reply_channel(std::string_view(name).substr(kReplyTo.size() + 1))) {
+      consumers = 1;
+    } else {
+      throw ChannelError(ReplyCode::kNotFound,
+                         "no queue '" + name + "' in vhost '" + vh.name() + "'");
+    }
     if (!m.no_wait) {
       amqp::QueueDeclareOk ok;
       ok.queue = name;
+      ok.consumer_count = consumers;
       conn_.send_method(id_, ok);
     }
     return;
@@ -463,22 +493,20 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
                        "queue name '" + name + "' contains reserved prefix 'amq.*'");
   }
   const std::string where = "queue '" + name + "' in vhost '" + vh.name() + "'";
+  if (std::string err = validate_queue_arguments(m.arguments); !err.empty()) {
+    // \x01 marks where the queue's description goes; \x02 a message of its own wording.
+    const size_t at = err.find('\x01');
+    std::string text = err.substr(0, at) + where + err.substr(at + 1);
+    if (text[0] == '\x02') text = text.substr(1);
+    throw ChannelError(ReplyCode::kPreconditionFailed, text);
+  }
   if (const amqp::FieldValue* qt = m.arguments.find("x-queue-type")) {
     auto s = qt->as_string();
-    if (!s || (*s != "classic" && *s != "quorum" && *s != "stream")) {
-      throw ChannelError(ReplyCode::kPreconditionFailed,
-                         "invalid arg 'x-queue-type' for " + where + ": unsupported queue type '" +
-                             amqp::value_to_text(*qt) + "'");
-    }
     if (*s != "classic") {
       throw ChannelError(ReplyCode::kPreconditionFailed,
                          "invalid arg 'x-queue-type' for " + where + ": queue type '" +
                              std::string(*s) + "' is not supported by Warren yet");
     }
-  }
-  if (std::string err = validate_queue_arguments(m.arguments); !err.empty()) {
-    throw ChannelError(ReplyCode::kPreconditionFailed, err.substr(0, err.find('\x01')) + where +
-                                                           err.substr(err.find('\x01') + 1));
   }
   // RabbitMQ makes exclusive queues transient whatever the durable flag says.
   const bool durable = m.durable && !m.exclusive;
@@ -795,10 +823,14 @@ bool Channel::publish(const std::string& exchange, const std::string& routing_ke
     auto props = amqp::BasicProperties::decode(msg->properties, true);
     for (const char* h : {"CC", "BCC"}) {
       if (const amqp::FieldValue* v = props.headers.find(h)) {
-        if (const amqp::FieldArray* a = v->as_array()) {
-          for (const auto& k : *a)
-            if (auto s = k.as_string()) extra_keys.emplace_back(*s);
+        const amqp::FieldArray* a = v->as_array();
+        if (!a) {
+          throw ChannelError(ReplyCode::kPreconditionFailed,
+                             std::string("invalid message: {unacceptable_type_in_header,\"") + h +
+                                 "\"," + type_name(*v) + "}");
         }
+        for (const auto& k : *a)
+          if (auto s = k.as_string()) extra_keys.emplace_back(*s);
       }
     }
     if (props.headers.find("BCC")) {

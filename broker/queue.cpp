@@ -243,6 +243,8 @@ std::optional<QueueEntry> Queue::get(bool ack_required) {
   if (empty()) return std::nullopt;
   QueueEntry e = pop_head();
   if (ack_required) ++unacked_;
+  // A message that expired behind this one goes as soon as it becomes the head.
+  if (entries_with_expiry_) expire_head(now_ms());
   return e;
 }
 
@@ -326,6 +328,7 @@ void Queue::dispatch() {
     chosen->channel->deliver(*chosen, *this, std::move(e));
   }
   dispatching_ = false;
+  if (entries_with_expiry_ && !empty()) expire_head(now_ms());
 }
 
 size_t Queue::mark_deleted() {

@@ -354,6 +354,11 @@ void VHost::dead_letter(Queue& q, const MessagePtr& m, DeathReason reason) {
   h.set("x-last-death-reason", reason_name);
   h.set("x-last-death-queue", q.name());
   h.set("x-last-death-exchange", m->exchange);
+  if (s.dead_letter_routing_key) {
+    // With its own routing key the message no longer carries sender-selected keys.
+    h.erase("CC");
+    h.erase("BCC");
+  }
   props.flags |= amqp::BasicProperties::kHeaders;
   // The per-message TTL does not follow the message (it is kept as original-expiration).
   props.flags &= static_cast<uint16_t>(~amqp::BasicProperties::kExpiration);

@@ -23,6 +23,7 @@ class ConsistentHashExchange : public ExchangeType {
   std::string configure(const amqp::FieldTable& args) override;
 
   static uint32_t hash(std::string_view s);
+  static constexpr int kPointsPerWeight = 64;
 
  private:
   void rebuild();

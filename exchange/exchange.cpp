@@ -264,7 +264,7 @@ std::string ConsistentHashExchange::validate_binding(const Binding& b) const {
   bool ok = !k.empty() && k.size() <= 6;
   for (char c : k) ok = ok && c >= '0' && c <= '9';
   if (!ok || std::stoi(k) < 1) {
-    return "binding key '" + k + "' of an x-consistent-hash exchange must be a weight from 1 to 999999";
+    return "The binding key must be an integer: <<\"" + k + "\">>";
   }
   return {};
 }
@@ -283,8 +283,10 @@ void ConsistentHashExchange::unbind(const Binding& b) {
 void ConsistentHashExchange::rebuild() {
   ring_.clear();
   for (const Binding& b : bindings_) {
+    // Many points per unit of weight, so that shares follow the weights closely.
     const int weight = std::max(1, std::atoi(b.routing_key.c_str()));
-    for (int i = 0; i < weight; ++i) {
+    const int points = std::min(weight, 4096) * kPointsPerWeight;
+    for (int i = 0; i < points; ++i) {
       const std::string point = std::to_string(b.destination.id) +
                                 (b.destination.is_exchange ? "x" : "q") + ":" + std::to_string(i);
       ring_.emplace_back(hash(point), b.destination);

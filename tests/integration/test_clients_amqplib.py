@@ -31,6 +31,11 @@ SCENARIOS = [
     "exchange_to_exchange",
     "exclusive_queue_locked",
     "recover_requeues",
+    "dead_letter_x_death",
+    "message_ttl_expired",
+    "priority_queue",
+    "reject_publish_confirms",
+    "direct_reply_to",
 ]
 
 

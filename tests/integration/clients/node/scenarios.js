@@ -559,6 +559,130 @@ const scenarios = {
       [['1', false], ['2', false], ['1', true], ['2', true]]);
     ch.ackAll();
   },
+
+  async dead_letter_x_death(url) {
+    const conn = await connect(url);
+    const ch = await channel(conn);
+    const dlq = name('dlq');
+    const q = name('q');
+    await queue(ch, dlq, { exclusive: true });
+    await queue(ch, q, { exclusive: true, deadLetterExchange: '', deadLetterRoutingKey: dlq });
+    ch.sendToQueue(q, Buffer.from('bad'), { expiration: '60000', headers: { app: 1 } });
+    const m = await getOne(ch, q, { noAck: false });
+    ch.reject(m, false);
+    const d = await getOne(ch, dlq);
+    assert.equal(d.content.toString(), 'bad');
+    assert.equal(d.fields.routingKey, dlq);
+    assert.equal(d.properties.expiration, undefined);
+    const h = d.properties.headers;
+    assert.equal(h.app, 1);
+    assert.equal(h['x-first-death-reason'], 'rejected');
+    assert.equal(h['x-first-death-queue'], q);
+    assert.equal(h['x-first-death-exchange'], '');
+    assert.equal(h['x-death'].length, 1);
+    const death = h['x-death'][0];
+    assert.equal(death.time['!'], 'timestamp');
+    assert.ok(Math.abs(death.time.value - Date.now() / 1000) < 30, `time ${death.time.value}`);
+    delete death.time;
+    assert.deepEqual(death, {
+      count: 1, reason: 'rejected', queue: q, exchange: '', 'routing-keys': [q],
+      'original-expiration': '60000',
+    });
+  },
+
+  async message_ttl_expired(url) {
+    const conn = await connect(url);
+    const ch = await channel(conn);
+    const dlx = name('dlx');
+    await exchange(ch, dlx, 'fanout');
+    const dlq = name('dlq');
+    await queue(ch, dlq, { exclusive: true });
+    await ch.bindQueue(dlq, dlx, '');
+    const q = name('q');
+    await queue(ch, q, { exclusive: true, messageTtl: 100, deadLetterExchange: dlx });
+    ch.sendToQueue(q, Buffer.from('queue-ttl'));
+    ch.sendToQueue(q, Buffer.from('msg-ttl'), { expiration: '50' });
+    const a = await getOne(ch, dlq);
+    const b = await getOne(ch, dlq);
+    assert.deepEqual([a.content.toString(), b.content.toString()], ['queue-ttl', 'msg-ttl']);
+    assert.equal(a.fields.exchange, dlx);
+    assert.equal(a.fields.routingKey, q);
+    assert.equal(a.properties.headers['x-death'][0].reason, 'expired');
+    assert.equal(a.properties.headers['x-death'][0]['original-expiration'], undefined);
+    assert.equal(b.properties.headers['x-death'][0]['original-expiration'], '50');
+    assert.equal((await ch.checkQueue(q)).messageCount, 0);
+    // an invalid expiration closes the channel with RabbitMQ's text
+    const bad = await channel(conn);
+    bad.sendToQueue(q, Buffer.from('x'), { expiration: 'abc' });
+    await expectChannelError(bad, bad.checkQueue(q), 406,
+      "PRECONDITION_FAILED - invalid expiration 'abc': no_integer");
+  },
+
+  async priority_queue(url) {
+    const conn = await connect(url);
+    const ch = await channel(conn);
+    const q = name('q');
+    await queue(ch, q, { exclusive: true, maxPriority: 10 });
+    for (const [b, p] of [['p1', 1], ['p7', 7], ['none', undefined], ['p10', 10], ['p7b', 7], ['p99', 99]]) {
+      ch.sendToQueue(q, Buffer.from(b), p === undefined ? {} : { priority: p });
+    }
+    const deadline = Date.now() + 5000;
+    while ((await ch.checkQueue(q)).messageCount < 6 && Date.now() < deadline) await sleep(10);
+    await ch.prefetch(1);
+    const got = [];
+    await ch.consume(q, (m) => {
+      got.push(m.content.toString());
+      ch.ack(m);
+    });
+    await waitFor(() => got.length === 6, '6 deliveries');
+    assert.deepEqual(got, ['p10', 'p99', 'p7', 'p7b', 'p1', 'none']);
+    const bad = await channel(conn);
+    await expectChannelError(bad, bad.assertQueue(name('bad'), { exclusive: true, maxPriority: 256 }),
+      406, `PRECONDITION_FAILED - invalid arg 'x-max-priority' for queue '${name('bad')}' in vhost '/': {max_value_exceeded,256}`);
+  },
+
+  async reject_publish_confirms(url) {
+    const conn = await connect(url);
+    const ch = await channel(conn, true);
+    const q = name('q');
+    await queue(ch, q, { exclusive: true, maxLength: 2, overflow: 'reject-publish' });
+    const results = [];
+    for (let i = 0; i < 4; i++) {
+      ch.sendToQueue(q, Buffer.from(String(i)), {}, (err) => results.push([i, err ? 'nack' : 'ack']));
+    }
+    await ch.waitForConfirms().catch(() => {});
+    await waitFor(() => results.length === 4, '4 confirms');
+    results.sort((x, y) => x[0] - y[0]);
+    assert.deepEqual(results, [[0, 'ack'], [1, 'ack'], [2, 'nack'], [3, 'nack']]);
+    assert.equal((await ch.checkQueue(q)).messageCount, 2);
+    assert.equal((await getOne(ch, q)).content.toString(), '0');
+    assert.equal(ch.closed, false);
+  },
+
+  async direct_reply_to(url) {
+    const conn = await connect(url);
+    const ch = await channel(conn);
+    const rq = name('rpc');
+    await queue(ch, rq);
+    const replies = [];
+    const { consumerTag } = await ch.consume('amq.rabbitmq.reply-to', (m) => replies.push(m), { noAck: true });
+    ch.sendToQueue(rq, Buffer.from('2+2'), { replyTo: 'amq.rabbitmq.reply-to', correlationId: 'c7' });
+    const server = await connect(url);
+    const sch = await channel(server);
+    const req = await getOne(sch, rq);
+    assert.equal(req.content.toString(), '2+2');
+    assert.ok(req.properties.replyTo.startsWith('amq.rabbitmq.reply-to.'), req.properties.replyTo);
+    sch.sendToQueue(req.properties.replyTo, Buffer.from('4'), { correlationId: req.properties.correlationId });
+    await waitFor(() => replies.length === 1, 'the reply');
+    assert.equal(replies[0].content.toString(), '4');
+    assert.equal(replies[0].properties.correlationId, 'c7');
+    assert.equal(replies[0].fields.consumerTag, consumerTag);
+    assert.equal(replies[0].fields.routingKey, req.properties.replyTo);
+    // acknowledging mode is refused
+    const bad = await channel(conn);
+    await expectChannelError(bad, bad.consume('amq.rabbitmq.reply-to', () => {}, { noAck: false }),
+      406, 'PRECONDITION_FAILED - reply consumer cannot acknowledge');
+  },
 };
 
 async function cleanup(url) {
