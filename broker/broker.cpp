@@ -61,6 +61,76 @@ void Broker::tick() {
   });
 }
 
+void Broker::hold_until_committed(MessagePtr m) {
+  if (in_flight_.empty()) {
+    // After the current batch of work, one sync releases everything put meanwhile.
+    boost::asio::post(executor_, [this] {
+      if (!store_ || in_flight_.empty()) return;
+      store_->sync([held = std::move(in_flight_)](bool) {});
+      in_flight_.clear();
+    });
+  }
+  in_flight_.push_back(std::move(m));
+}
+
+void Broker::recover(persistence::Recovered r) {
+  recovering_ = true;
+  auto table = [](const std::string& bytes) {
+    if (bytes.empty()) return amqp::FieldTable{};
+    amqp::Reader rd(bytes);
+    return amqp::decode_table(rd);
+  };
+  for (const auto& x : r.exchanges) {
+    VHost& v = add_vhost(x.vhost);
+    if (!v.find_exchange(x.name)) {
+      v.add_exchange(x.name, x.type, true, x.auto_delete, x.internal, table(x.arguments));
+    }
+  }
+  std::map<uint64_t, MessagePtr> messages;
+  for (auto& [id, sm] : r.messages) {
+    MessagePtr m(new Message);
+    m->exchange = std::move(sm.exchange);
+    m->routing_key = std::move(sm.routing_key);
+    m->properties = std::move(sm.properties);
+    m->body_storage = std::move(sm.body);
+    try {
+      m->summary = amqp::summarize_properties(m->properties);
+    } catch (const amqp::DecodeError&) {
+    }
+    m->store_id = id;
+    messages.emplace(id, std::move(m));
+  }
+  for (const auto& q : r.queues) {
+    VHost& v = add_vhost(q.vhost);
+    Queue* queue = v.find_queue(q.name);
+    if (!queue) queue = &v.add_queue(q.name, true, false, q.auto_delete, table(q.arguments), nullptr);
+    auto it = r.entries.find({q.vhost, q.name});
+    if (it == r.entries.end()) continue;
+    for (const auto& e : it->second) {
+      auto m = messages.find(e.message_id);
+      if (m != messages.end()) queue->restore(m->second, e.seq, e.delivered);
+    }
+  }
+  for (const auto& b : r.bindings) {
+    VHost* v = find_vhost(b.vhost);
+    Exchange* src = v ? v->find_exchange(b.source) : nullptr;
+    if (!src) continue;
+    exchange::Destination dest;
+    if (b.destination_is_exchange) {
+      Exchange* d = v->find_exchange(b.destination);
+      if (!d) continue;
+      dest = {d->id, true};
+    } else {
+      Queue* q = v->find_queue(b.destination);
+      if (!q) continue;
+      dest = {q->id(), false};
+    }
+    v->bind(*src, dest, b.routing_key, table(b.arguments));
+  }
+  last_message_id_ = std::max(last_message_id_, r.max_message_id);
+  recovering_ = false;
+}
+
 void Broker::shutdown() {
   if (tick_timer_) tick_timer_->cancel();
   std::vector<Connection*> all(connections_.begin(), connections_.end());

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <map>
@@ -14,6 +15,7 @@
 #include <string>
 
 #include "auth/user_store.h"
+#include "persistence/store.h"
 #include "broker/vhost.h"
 #include "common/config.h"
 
@@ -31,6 +33,24 @@ class Broker {
   ~Broker();
 
   boost::asio::any_io_executor executor() const { return executor_; }
+
+  // Durable storage (null: everything in memory, as in unit tests).
+  void set_store(persistence::Store* store) { store_ = store; }
+  persistence::Store* store() const { return store_; }
+  // Runs `f(store)` for a write unless there is no store or recovery is running; counts the
+  // write so that a channel knows its reply must wait for the commit.
+  template <typename F>
+  void persist(F&& f) {
+    if (!store_ || recovering_) return;
+    ++store_writes_;
+    f(*store_);
+  }
+  uint64_t store_writes() const { return store_writes_; }
+  uint64_t next_message_id() { return ++last_message_id_; }
+  // Keeps a message whose bytes the writer thread reads alive until they are committed.
+  void hold_until_committed(MessagePtr m);
+  // Rebuilds durable exchanges, queues, bindings and messages from the store.
+  void recover(persistence::Recovered r);
   // Starts the periodic tick (consumer timeouts).
   void start_tick();
 
@@ -69,6 +89,11 @@ class Broker {
   std::mt19937_64 rng_;
   std::unique_ptr<boost::asio::steady_timer> tick_timer_;
   std::unordered_map<std::string, Channel*> reply_channels_;
+  persistence::Store* store_ = nullptr;
+  bool recovering_ = false;
+  uint64_t store_writes_ = 0;
+  uint64_t last_message_id_ = 0;
+  std::vector<MessagePtr> in_flight_;
   void tick();
 };
 

@@ -171,6 +171,30 @@ Channel::Channel(Connection& conn, uint16_t id)
 
 Channel::~Channel() { release(); }
 
+void Channel::queue_reply(std::string frame, bool wait_for_commit) {
+  replies_.push_back(PendingReply{std::move(frame), !wait_for_commit});
+  if (!wait_for_commit) return drain_replies();
+  // Commits complete in order, so each callback readies the oldest reply still waiting.
+  conn_.broker().store()->sync([alive = std::weak_ptr<int>(alive_), this](bool) {
+    if (alive.expired()) return;
+    for (auto& r : replies_) {
+      if (!r.ready) {
+        r.ready = true;
+        break;
+      }
+    }
+    drain_replies();
+  });
+}
+
+void Channel::drain_replies() {
+  while (!replies_.empty() && replies_.front().ready) {
+    conn_.out().bytes() += replies_.front().frame;
+    replies_.pop_front();
+  }
+  conn_.request_flush();
+}
+
 VHost& Channel::vhost() { return *conn_.vhost(); }
 
 void Channel::begin_close(const amqp::AmqpError& e) {
@@ -186,6 +210,7 @@ void Channel::begin_close(const amqp::AmqpError& e) {
 }
 
 void Channel::release() {
+  replies_.clear();
   if (!reply_token_.empty()) {
     conn_.broker().unregister_reply_channel(reply_token_);
     reply_token_.clear();
@@ -256,6 +281,7 @@ Exchange& Channel::exchange_for(std::string_view name) {
 
 void Channel::handle(amqp::Command& cmd) {
   const amqp::Method& m = *cmd.method;
+  writes_at_command_ = conn_.broker().store_writes();
   std::visit(
       [&](const auto& x) {
         using T = std::decay_t<decltype(x)>;
@@ -266,7 +292,7 @@ void Channel::handle(amqp::Command& cmd) {
           }
           amqp::ChannelFlowOk ok;
           ok.active = true;
-          conn_.send_method(id_, ok);
+          reply(ok);
         } else if constexpr (std::is_same_v<T, amqp::ChannelFlowOk>) {
           // The broker never sends channel.flow; nothing to confirm.
         } else if constexpr (std::is_same_v<T, amqp::ExchangeDeclare>) {
@@ -311,7 +337,7 @@ void Channel::handle(amqp::Command& cmd) {
           on_settle(SettleKind::kReject, x.delivery_tag, x.multiple, x.requeue);
         } else if constexpr (std::is_same_v<T, amqp::BasicRecover>) {
           on_basic_recover(x.requeue);
-          conn_.send_method(id_, amqp::BasicRecoverOk{});
+          reply(amqp::BasicRecoverOk{});
         } else if constexpr (std::is_same_v<T, amqp::BasicRecoverAsync>) {
           on_basic_recover(x.requeue);
         } else if constexpr (std::is_same_v<T, amqp::ConfirmSelect>) {
@@ -320,14 +346,14 @@ void Channel::handle(amqp::Command& cmd) {
                                "cannot switch from tx to confirm mode");
           }
           confirm_mode_ = true;
-          if (!x.nowait) conn_.send_method(id_, amqp::ConfirmSelectOk{});
+          if (!x.nowait) reply(amqp::ConfirmSelectOk{});
         } else if constexpr (std::is_same_v<T, amqp::TxSelect>) {
           if (confirm_mode_) {
             throw ChannelError(ReplyCode::kPreconditionFailed,
                                "cannot switch from confirm to tx mode");
           }
           tx_mode_ = true;
-          conn_.send_method(id_, amqp::TxSelectOk{});
+          reply(amqp::TxSelectOk{});
         } else if constexpr (std::is_same_v<T, amqp::TxCommit>) {
           on_tx_commit();
         } else if constexpr (std::is_same_v<T, amqp::TxRollback>) {
@@ -352,7 +378,7 @@ void Channel::on_exchange_declare(const amqp::ExchangeDeclare& m) {
   }
   if (m.passive) {
     exchange_for(name);
-    if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeclareOk{});
+    if (!m.no_wait) reply(amqp::ExchangeDeclareOk{});
     return;
   }
   const std::string type(m.type_);
@@ -398,7 +424,7 @@ void Channel::on_exchange_declare(const amqp::ExchangeDeclare& m) {
       throw ChannelError(ReplyCode::kPreconditionFailed, err);
     }
   }
-  if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeclareOk{});
+  if (!m.no_wait) reply(amqp::ExchangeDeclareOk{});
 }
 
 void Channel::on_exchange_delete(const amqp::ExchangeDelete& m) {
@@ -418,7 +444,7 @@ void Channel::on_exchange_delete(const amqp::ExchangeDelete& m) {
     }
     vhost().delete_exchange(*x);
   }
-  if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeDeleteOk{});
+  if (!m.no_wait) reply(amqp::ExchangeDeleteOk{});
 }
 
 void Channel::on_exchange_bind(const amqp::ExchangeBind& m, bool bind) {
@@ -430,7 +456,7 @@ void Channel::on_exchange_bind(const amqp::ExchangeBind& m, bool bind) {
     Exchange* d = vhost().find_exchange(dst);
     Exchange* s = vhost().find_exchange(src);
     if (d && s) vhost().unbind(*s, exchange::Destination{d->id, true}, m.routing_key, m.arguments);
-    if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeUnbindOk{});
+    if (!m.no_wait) reply(amqp::ExchangeUnbindOk{});
     return;
   }
   Exchange& d = exchange_for(dst);
@@ -442,7 +468,7 @@ void Channel::on_exchange_bind(const amqp::ExchangeBind& m, bool bind) {
       throw ChannelError(ReplyCode::kPreconditionFailed, err);
     }
     vhost().bind(s, dest, std::string(m.routing_key), m.arguments);
-    if (!m.no_wait) conn_.send_method(id_, amqp::ExchangeBindOk{});
+    if (!m.no_wait) reply(amqp::ExchangeBindOk{});
   }
 }
 
@@ -469,7 +495,7 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
       amqp::QueueDeclareOk ok;
       ok.queue = name;
       ok.consumer_count = consumers;
-      conn_.send_method(id_, ok);
+      reply(ok);
     }
     return;
   }
@@ -482,7 +508,7 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
       ok.queue = q.name();
       ok.message_count = static_cast<uint32_t>(q.ready_count());
       ok.consumer_count = static_cast<uint32_t>(q.consumer_count());
-      conn_.send_method(id_, ok);
+      reply(ok);
     }
     return;
   }
@@ -534,7 +560,7 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
     ok.queue = q->name();
     ok.message_count = static_cast<uint32_t>(q->ready_count());
     ok.consumer_count = static_cast<uint32_t>(q->consumer_count());
-    conn_.send_method(id_, ok);
+    reply(ok);
   }
 }
 
@@ -555,7 +581,7 @@ void Channel::on_queue_bind(const amqp::QueueBind& m) {
     throw ChannelError(ReplyCode::kPreconditionFailed, err);
   }
   vhost().bind(x, dest, std::move(key), m.arguments);
-  if (!m.no_wait) conn_.send_method(id_, amqp::QueueBindOk{});
+  if (!m.no_wait) reply(amqp::QueueBindOk{});
 }
 
 void Channel::on_queue_unbind(const amqp::QueueUnbind& m) {
@@ -568,7 +594,7 @@ void Channel::on_queue_unbind(const amqp::QueueUnbind& m) {
   Exchange* x = vhost().find_exchange(m.exchange);
   if (q) check_exclusive(*q);
   if (q && x) vhost().unbind(*x, exchange::Destination{q->id(), false}, m.routing_key, m.arguments);
-  conn_.send_method(id_, amqp::QueueUnbindOk{});
+  reply(amqp::QueueUnbindOk{});
 }
 
 void Channel::on_queue_purge(const amqp::QueuePurge& m) {
@@ -577,7 +603,7 @@ void Channel::on_queue_purge(const amqp::QueuePurge& m) {
   if (!m.no_wait) {
     amqp::QueuePurgeOk ok;
     ok.message_count = static_cast<uint32_t>(n);
-    conn_.send_method(id_, ok);
+    reply(ok);
   }
 }
 
@@ -599,7 +625,7 @@ void Channel::on_queue_delete(const amqp::QueueDelete& m) {
   if (!m.no_wait) {
     amqp::QueueDeleteOk ok;
     ok.message_count = static_cast<uint32_t>(n);
-    conn_.send_method(id_, ok);
+    reply(ok);
   }
 }
 
@@ -616,7 +642,7 @@ void Channel::on_basic_qos(const amqp::BasicQos& m) {
   } else {
     consumer_prefetch_ = m.prefetch_count;
   }
-  conn_.send_method(id_, amqp::BasicQosOk{});
+  reply(amqp::BasicQosOk{});
   kick_consumers();
 }
 
@@ -639,7 +665,7 @@ void Channel::on_basic_consume(const amqp::BasicConsume& m) {
     if (!m.no_wait) {
       amqp::BasicConsumeOk ok;
       ok.consumer_tag = tag;
-      conn_.send_method(id_, ok);
+      reply(ok);
     }
     return;
   }
@@ -670,7 +696,7 @@ void Channel::on_basic_consume(const amqp::BasicConsume& m) {
   if (!m.no_wait) {
     amqp::BasicConsumeOk ok;
     ok.consumer_tag = tag;
-    conn_.send_method(id_, ok);
+    reply(ok);
   }
   q.add_consumer(c.get());
   q.dispatch();
@@ -707,7 +733,7 @@ void Channel::on_basic_cancel(const amqp::BasicCancel& m) {
   if (!m.no_wait) {
     amqp::BasicCancelOk ok;
     ok.consumer_tag = tag;
-    conn_.send_method(id_, ok);
+    reply(ok);
   }
 }
 
@@ -781,13 +807,40 @@ void Channel::on_basic_publish(const amqp::BasicPublish& m, amqp::Command& cmd) 
     return;
   }
   const bool accepted = publish(msg->exchange, msg->routing_key, m.mandatory, msg);
-  if (confirm_mode_) record_confirm(accepted);
+  if (confirm_mode_) record_confirm(accepted, msg->store_id != 0);
 }
 
-void Channel::record_confirm(bool ack) {
+void Channel::record_confirm(bool ack, bool needs_commit) {
   const uint64_t seq = next_publish_seq_++;
   confirmed_upto_ = seq;
   if (!ack) nacked_.push_back(seq);
+  if (needs_commit) need_sync_upto_ = seq;
+}
+
+uint64_t Channel::conn_store_writes() const { return conn_.broker().store_writes(); }
+
+template <typename M>
+void Channel::send_now(const M& m) {
+  conn_.send_method(id_, m);
+}
+
+void Channel::request_confirm_sync() {
+  if (need_sync_upto_ <= sync_requested_upto_ || !conn_.broker().store()) return;
+  const uint64_t upto = need_sync_upto_;
+  sync_requested_upto_ = upto;
+  conn_.broker().store()->sync([alive = std::weak_ptr<int>(alive_), this, upto](bool ok) {
+    if (alive.expired()) return;
+    if (!ok) {
+      // Not stored, so not confirmed: nack what this commit held (RabbitMQ nacks what it
+      // could not write).
+      for (uint64_t s = synced_upto_ + 1; s <= upto; ++s) nacked_.push_back(s);
+      std::sort(nacked_.begin(), nacked_.end());
+      nacked_.erase(std::unique(nacked_.begin(), nacked_.end()), nacked_.end());
+    }
+    synced_upto_ = std::max(synced_upto_, upto);
+    flush_confirms();
+    conn_.request_flush();
+  });
 }
 
 bool Channel::publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
@@ -879,6 +932,12 @@ void Channel::deliver_reply(const MessagePtr& m, std::string_view routing_key) {
 
 void Channel::flush_confirms() {
   if (!confirm_mode_ || confirmed_upto_ <= acked_upto_) return;
+  // Confirms go out in order; a persistent message's waits for its commit.
+  uint64_t limit = confirmed_upto_;
+  if (need_sync_upto_ > synced_upto_) {
+    request_confirm_sync();
+    limit = synced_upto_;
+  }
   auto ack_upto = [this](uint64_t upto) {
     if (upto <= acked_upto_) return;
     amqp::BasicAck ack;
@@ -888,7 +947,10 @@ void Channel::flush_confirms() {
     acked_upto_ = upto;
   };
   // Nacks interleave with acks in publish order.
+  size_t done = 0;
   for (uint64_t seq : nacked_) {
+    if (seq > limit) break;
+    ++done;
     ack_upto(seq - 1);
     amqp::BasicNack nack;
     nack.delivery_tag = seq;
@@ -897,8 +959,8 @@ void Channel::flush_confirms() {
     conn_.send_method(id_, nack);
     acked_upto_ = seq;
   }
-  nacked_.clear();
-  ack_upto(confirmed_upto_);
+  nacked_.erase(nacked_.begin(), nacked_.begin() + static_cast<long>(done));
+  ack_upto(limit);
 }
 
 void Channel::check_consumer_timeout(int64_t now) {
@@ -921,7 +983,7 @@ void Channel::on_basic_get(const amqp::BasicGet& m) {
   Queue& q = queue_for(queue_name_or_last(m.queue));
   auto e = q.get(!m.no_ack);
   if (!e) {
-    conn_.send_method(id_, amqp::BasicGetEmpty{});
+    reply(amqp::BasicGetEmpty{});
     return;
   }
   const uint64_t tag = next_delivery_tag_++;
@@ -989,8 +1051,7 @@ void Channel::settle_one(Unacked& u, SettleKind kind, bool requeue) {
   } else if (kind == SettleKind::kReject) {
     u.queue->reject(std::move(u.entry));
   } else {
-    u.queue->settle();
-    u.entry.message.reset();
+    u.queue->ack(u.entry);
   }
 }
 
@@ -1067,7 +1128,7 @@ void Channel::on_tx_commit() {
     }
     settle(s.kind, s.tag, s.multiple, s.requeue);
   }
-  conn_.send_method(id_, amqp::TxCommitOk{});
+  reply(amqp::TxCommitOk{});
 }
 
 void Channel::on_tx_rollback() {
@@ -1076,7 +1137,7 @@ void Channel::on_tx_rollback() {
   }
   tx_publishes_.clear();
   tx_settles_.clear();
-  conn_.send_method(id_, amqp::TxRollbackOk{});
+  reply(amqp::TxRollbackOk{});
 }
 
 }  // namespace warren::broker

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <map>
 #include <string>
 #include <vector>
@@ -81,6 +82,24 @@ class Channel {
     bool requeue;
   };
 
+  // Sends a reply to a client method. When the method wrote durable state, the reply waits
+  // for the commit (and so do later replies, to keep their order).
+  template <typename M>
+  void reply(const M& m) {
+    const bool wait = conn_store_writes() != writes_at_command_;
+    if (!wait && replies_.empty()) return send_now(m);
+    std::string frame;
+    amqp::write_method_frame(frame, id_, m);
+    queue_reply(std::move(frame), wait);
+  }
+  template <typename M>
+  void send_now(const M& m);
+  uint64_t conn_store_writes() const;
+  void queue_reply(std::string frame, bool wait_for_commit);
+  void drain_replies();
+  // Asks the store for a commit covering every persistent publish so far.
+  void request_confirm_sync();
+
   void on_exchange_declare(const amqp::ExchangeDeclare& m);
   void on_exchange_delete(const amqp::ExchangeDelete& m);
   void on_exchange_bind(const amqp::ExchangeBind& m, bool bind);
@@ -118,7 +137,7 @@ class Channel {
   // Returns false when any target queue refused the message (x-overflow reject-publish).
   bool route_and_enqueue(const std::string& exchange, const std::string& routing_key,
                          bool mandatory, const MessagePtr& msg);
-  void record_confirm(bool ack);
+  void record_confirm(bool ack, bool needs_commit);
 
   Connection& conn_;
   uint16_t id_;
@@ -148,6 +167,19 @@ class Channel {
   std::vector<TxSettle> tx_settles_;
 
   std::vector<Queue*> route_scratch_;
+
+  struct PendingReply {
+    std::string frame;
+    bool ready;
+  };
+  std::deque<PendingReply> replies_;
+  uint64_t writes_at_command_ = 0;
+  // Publisher confirms of persistent messages wait for the commit that holds them.
+  uint64_t need_sync_upto_ = 0;       // highest seq whose message went to the store
+  uint64_t sync_requested_upto_ = 0;  // highest seq a requested commit covers
+  uint64_t synced_upto_ = 0;          // every seq <= this is committed (or failed)
+  // Expires with the channel, so late store callbacks can tell.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace warren::broker

@@ -21,12 +21,6 @@ constexpr const char* kVersion = "0.1.0";
 constexpr const char* kCompatProduct = "RabbitMQ";
 constexpr const char* kCompatVersion = "3.13.7";
 
-// RabbitMQ negotiates each tune value as: 0 means "no limit", else the smaller one.
-uint32_t negotiate(uint32_t server, uint32_t client) {
-  if (server == 0) return client;
-  if (client == 0) return server;
-  return std::min(server, client);
-}
 }  // namespace
 
 Connection::Connection(Broker& broker, Transport& transport, std::string peer,

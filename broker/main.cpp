@@ -11,6 +11,7 @@
 #include "broker/server.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "persistence/store.h"
 
 namespace po = boost::program_options;
 using namespace warren;
@@ -80,6 +81,22 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context io(1);
   broker::Broker broker(cfg, io.get_executor());
+  std::unique_ptr<persistence::Store> store;
+  try {
+    store = persistence::Store::open(cfg.data_dir, [&io](std::function<void()> f) {
+      boost::asio::post(io, std::move(f));
+    });
+    auto recovered = store->recover();
+    WLOG_INFO("recovered {} durable exchanges, {} durable queues, {} bindings and {} messages "
+              "from {}/warren.db",
+              recovered.exchanges.size(), recovered.queues.size(), recovered.bindings.size(),
+              recovered.messages.size(), cfg.data_dir);
+    broker.recover(std::move(recovered));
+  } catch (const persistence::StoreError& e) {
+    WLOG_ERROR("cannot use the data directory {}: {}", cfg.data_dir, e.what());
+    return 1;
+  }
+  broker.set_store(store.get());
   broker.start_tick();
   broker::Server server(io, broker);
   try {
@@ -112,6 +129,11 @@ int main(int argc, char** argv) {
   signals.cancel();
   stop_timer.cancel();
   broker.shutdown();
+  io.restart();
+  io.run();
+  // Commit what is queued, then run the last completions before the broker goes.
+  broker.set_store(nullptr);
+  store.reset();
   io.restart();
   io.run();
   WLOG_INFO("Warren stopped");

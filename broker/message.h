@@ -27,6 +27,7 @@ struct Message : boost::intrusive_ref_counter<Message, boost::thread_unsafe_coun
   MessagePtr body_owner;   // set when the body lives in another message
   amqp::PropertySummary summary;
   int64_t ttl_ms = -1;     // the expiration property, parsed; -1 = none
+  uint64_t store_id = 0;   // id in the durable store; 0 = not stored
 
   std::string_view body() const {
     return body_owner ? body_owner->body() : std::string_view(body_storage);

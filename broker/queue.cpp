@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "broker/broker.h"
+#include "persistence/store.h"
 #include "broker/channel.h"
 #include "broker/vhost.h"
 
@@ -143,6 +144,23 @@ bool Queue::enqueue(MessagePtr m) {
     return false;
   }
   e.message = std::move(m);
+  if (stores(*e.message)) {
+    Broker& b = vhost_->broker();
+    if (b.store()) {
+      Message& msg = *e.message;
+      if (msg.store_id == 0) {
+        // Stored once, however many durable queues it reaches.
+        msg.store_id = b.next_message_id();
+        b.persist([&](persistence::Store& s) {
+          s.put_message(msg.store_id, msg.exchange, msg.routing_key, msg.properties, msg.body());
+        });
+        b.hold_until_committed(e.message);
+      }
+      b.persist([&](persistence::Store& s) {
+        s.add_entry(vhost_->name(), name_, persistence::StoredEntry{msg.store_id, e.seq, false});
+      });
+    }
+  }
   push(std::move(e));
   if (!consumers_.empty()) dispatch();
   if (ttl == 0) {
@@ -220,7 +238,41 @@ void Queue::arm_expiry_timer() {
 
 void Queue::dead_letter(QueueEntry& e, DeathReason reason) {
   if (settings_.dead_letter_exchange) vhost_->dead_letter(*this, e.message, reason);
+  forget(e);
   e.message.reset();
+}
+
+void Queue::forget(const QueueEntry& e) {
+  if (!e.message || e.message->store_id == 0 || !stores(*e.message)) return;
+  vhost_->broker().persist([&](persistence::Store& s) {
+    s.remove_entry(vhost_->name(), name_, e.message->store_id);
+  });
+}
+
+void Queue::note_delivered(const QueueEntry& e) {
+  if (e.redelivered || e.message->store_id == 0 || !stores(*e.message)) return;
+  vhost_->broker().persist([&](persistence::Store& s) {
+    s.mark_delivered(vhost_->name(), name_, e.message->store_id);
+  });
+}
+
+void Queue::ack(QueueEntry& e) {
+  --unacked_;
+  if (!deleted_) forget(e);
+  e.message.reset();
+}
+
+void Queue::restore(const MessagePtr& m, uint64_t seq, bool delivered) {
+  QueueEntry e;
+  e.message = m;
+  e.seq = seq;
+  e.redelivered = delivered;
+  if (settings_.max_priority > 0 && m->summary.has_priority) {
+    e.priority = std::min(m->summary.priority, settings_.max_priority);
+  }
+  if (settings_.message_ttl) e.expires_at = now_ms() + *settings_.message_ttl;
+  next_seq_ = std::max(next_seq_, seq + 1);
+  push(std::move(e));
 }
 
 void Queue::requeue(QueueEntry e) {
@@ -242,7 +294,12 @@ std::optional<QueueEntry> Queue::get(bool ack_required) {
   if (entries_with_expiry_) expire_head(now_ms());
   if (empty()) return std::nullopt;
   QueueEntry e = pop_head();
-  if (ack_required) ++unacked_;
+  if (ack_required) {
+    ++unacked_;
+    note_delivered(e);
+  } else {
+    forget(e);
+  }
   // A message that expired behind this one goes as soon as it becomes the head.
   if (entries_with_expiry_) expire_head(now_ms());
   return e;
@@ -250,6 +307,16 @@ std::optional<QueueEntry> Queue::get(bool ack_required) {
 
 size_t Queue::purge() {
   size_t n = ready_count_;
+  if (durable_ && n > 0) {
+    bool any_stored = false;
+    for (auto& b : ready_)
+      for (auto& e : b) any_stored = any_stored || e.message->store_id != 0;
+    if (any_stored) {
+      // Unacked entries stay stored: collect the ready ones explicitly.
+      for (auto& b : ready_)
+        for (auto& e : b) forget(e);
+    }
+  }
   for (auto& b : ready_) b.clear();
   ready_count_ = 0;
   ready_bytes_ = 0;
@@ -323,7 +390,12 @@ void Queue::dispatch() {
     Consumer* chosen = pick_consumer();
     if (!chosen) break;
     QueueEntry e = pop_head();
-    if (!chosen->no_ack) ++unacked_;
+    if (!chosen->no_ack) {
+      ++unacked_;
+      note_delivered(e);
+    } else {
+      forget(e);
+    }
     ConsumerPtr keep(chosen);
     chosen->channel->deliver(*chosen, *this, std::move(e));
   }
@@ -333,7 +405,11 @@ void Queue::dispatch() {
 
 size_t Queue::mark_deleted() {
   deleted_ = true;
-  size_t n = purge();
+  for (auto& b : ready_) b.clear();
+  size_t n = ready_count_;
+  ready_count_ = 0;
+  ready_bytes_ = 0;
+  entries_with_expiry_ = 0;
   if (ttl_timer_) ttl_timer_->cancel();
   if (expiry_timer_) expiry_timer_->cancel();
   // Cancelling edits consumers_; work on a copy.

@@ -89,8 +89,10 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   bool enqueue(MessagePtr m);
   // Puts a message delivered earlier back at its original position, marked redelivered.
   void requeue(QueueEntry e);
-  // A delivered message was acked (or dropped by its channel).
-  void settle(size_t n = 1) { unacked_ -= n; }
+  // A delivered message was acked: it leaves the queue (and the store).
+  void ack(QueueEntry& e);
+  // Recovery: appends a stored message at its stored position.
+  void restore(const MessagePtr& m, uint64_t seq, bool delivered);
   // A delivered message was rejected without requeue: dead-letter it ("rejected").
   void reject(QueueEntry e);
   // Removes and returns the head for basic.get (counted as unacked when `ack_required`).
@@ -127,6 +129,10 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   void enforce_limits();
   bool over_limits(size_t extra_count, uint64_t extra_bytes) const;
   void dead_letter(QueueEntry& e, DeathReason reason);
+  // Durable queue + persistent message: the message is in the store.
+  bool stores(const Message& m) const { return durable_ && m.summary.persistent; }
+  void forget(const QueueEntry& e);         // removes a stored entry
+  void note_delivered(const QueueEntry& e);  // records a first delivery of a stored entry
   Consumer* pick_consumer();
 
   VHost* vhost_;

@@ -8,6 +8,45 @@
 
 namespace warren::broker {
 
+namespace {
+std::string table_bytes(const amqp::FieldTable& t) {
+  std::string out;
+  amqp::Writer w(out);
+  amqp::encode_table(w, t);
+  return out;
+}
+
+// The predeclared exchanges are made by every start and never stored.
+bool predeclared(const std::string& name) { return name.empty() || name.rfind("amq.", 0) == 0; }
+}  // namespace
+
+persistence::StoredBinding VHost::stored_binding(const Exchange& source,
+                                                 const exchange::Binding& b) {
+  persistence::StoredBinding sb;
+  sb.vhost = name_;
+  sb.source = source.name;
+  sb.destination_is_exchange = b.destination.is_exchange;
+  if (b.destination.is_exchange) {
+    if (Exchange* d = exchange_by_id(b.destination.id)) sb.destination = d->name;
+  } else if (Queue* q = queue_by_id(b.destination.id)) {
+    sb.destination = q->name();
+  }
+  sb.routing_key = b.routing_key;
+  sb.arguments = table_bytes(b.arguments);
+  return sb;
+}
+
+bool VHost::durable_binding(const Exchange& source, const exchange::Binding& b) {
+  // RabbitMQ keeps a binding when both of its ends are durable.
+  if (!source.durable) return false;
+  if (b.destination.is_exchange) {
+    Exchange* d = exchange_by_id(b.destination.id);
+    return d && d->durable;
+  }
+  Queue* q = queue_by_id(b.destination.id);
+  return q && q->durable() && !q->auto_delete();
+}
+
 VHost::VHost(Broker& broker, std::string name) : broker_(&broker), name_(std::move(name)) {
   // The predeclared exchanges of every vhost (AMQP 0-9-1 section 3.1.3 and RabbitMQ).
   add_exchange("", "direct", true, false, false, {});
@@ -67,6 +106,12 @@ Exchange* VHost::add_exchange(std::string name, std::string type, bool durable,
   Exchange& ref = *x;
   exchange_ids_[ref.id] = &ref;
   exchanges_[std::move(name)] = std::move(x);
+  if (ref.durable && !predeclared(ref.name)) {
+    broker_->persist([&](persistence::Store& s) {
+      s.put_exchange(persistence::StoredExchange{name_, ref.name, ref.type, ref.auto_delete,
+                                                 ref.internal, table_bytes(ref.arguments)});
+    });
+  }
   return &ref;
 }
 
@@ -77,6 +122,10 @@ void VHost::remove_bindings_to(exchange::Destination dest) {
     bool removed = false;
     for (auto it = bs.begin(); it != bs.end();) {
       if (it->destination == dest) {
+        if (durable_binding(*x, *it)) {
+          auto sb = stored_binding(*x, *it);
+          broker_->persist([&](persistence::Store& s) { s.delete_binding(sb); });
+        }
         x->impl->unbind(*it);
         it = bs.erase(it);
         removed = true;
@@ -97,12 +146,19 @@ void VHost::maybe_auto_delete(Exchange& x) {
 void VHost::delete_exchange(Exchange& x) {
   const exchange::Destination self{x.id, true};
   for (const auto& b : x.bindings) {
+    if (durable_binding(x, b)) {
+      auto sb = stored_binding(x, b);
+      broker_->persist([&](persistence::Store& s) { s.delete_binding(sb); });
+    }
     if (b.destination.is_exchange) {
       if (Exchange* d = exchange_by_id(b.destination.id)) --d->bound_as_destination;
     }
   }
   x.bindings.clear();
   remove_bindings_to(self);
+  if (x.durable && !predeclared(x.name)) {
+    broker_->persist([&](persistence::Store& s) { s.delete_exchange(name_, x.name); });
+  }
   exchange_ids_.erase(x.id);
   auto it = exchanges_.find(x.name);
   if (it != exchanges_.end()) exchanges_.erase(it);
@@ -115,14 +171,24 @@ Queue& VHost::add_queue(std::string name, bool durable, bool exclusive, bool aut
   Queue& ref = *q;
   queue_ids_[ref.id()] = &ref;
   queues_[std::move(name)] = std::move(q);
+  // Exclusive and auto-delete queues do not survive a restart; durable ones are stored.
+  if (ref.durable() && !ref.exclusive() && !ref.auto_delete()) {
+    broker_->persist([&](persistence::Store& s) {
+      s.put_queue(persistence::StoredQueue{name_, ref.name(), ref.auto_delete(),
+                                           table_bytes(ref.arguments())});
+    });
+  }
   return ref;
 }
 
 size_t VHost::delete_queue(Queue& q) {
   QueuePtr keep(&q);
+  remove_bindings_to(exchange::Destination{q.id(), false});
   queue_ids_.erase(q.id());
   queues_.erase(q.name());
-  remove_bindings_to(exchange::Destination{q.id(), false});
+  if (q.durable() && !q.exclusive() && !q.auto_delete()) {
+    broker_->persist([&](persistence::Store& s) { s.delete_queue(name_, q.name()); });
+  }
   return q.mark_deleted();
 }
 
@@ -132,6 +198,10 @@ bool VHost::bind(Exchange& source, exchange::Destination dest, std::string routi
   for (const auto& existing : source.bindings)
     if (existing == b) return false;
   source.impl->bind(b);
+  if (durable_binding(source, b)) {
+    auto sb = stored_binding(source, b);
+    broker_->persist([&](persistence::Store& s) { s.put_binding(sb); });
+  }
   source.bindings.push_back(std::move(b));
   if (dest.is_exchange) {
     if (Exchange* d = exchange_by_id(dest.id)) ++d->bound_as_destination;
@@ -144,6 +214,10 @@ bool VHost::unbind(Exchange& source, exchange::Destination dest, std::string_vie
   auto& bs = source.bindings;
   for (auto it = bs.begin(); it != bs.end(); ++it) {
     if (it->destination == dest && it->routing_key == routing_key && it->arguments == arguments) {
+      if (durable_binding(source, *it)) {
+        auto sb = stored_binding(source, *it);
+        broker_->persist([&](persistence::Store& s) { s.delete_binding(sb); });
+      }
       source.impl->unbind(*it);
       bs.erase(it);
       if (dest.is_exchange) {

@@ -15,6 +15,7 @@
 #include "amqp/field_table.h"
 #include "broker/queue.h"
 #include "exchange/exchange.h"
+#include "persistence/store.h"
 
 namespace warren::broker {
 
@@ -98,6 +99,8 @@ class VHost {
                   const exchange::RoutingInput& in, std::vector<Queue*>& out,
                   std::vector<uint32_t>& visited);
   void remove_bindings_to(exchange::Destination dest);
+  persistence::StoredBinding stored_binding(const Exchange& source, const exchange::Binding& b);
+  bool durable_binding(const Exchange& source, const exchange::Binding& b);
   void maybe_auto_delete(Exchange& x);
 
   Broker* broker_;

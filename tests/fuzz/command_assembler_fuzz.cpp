@@ -4,7 +4,7 @@
 // maximum body size (0..255 bytes, or 128 MiB when it is 255); then records of
 //   [kind: 1 byte][length: 2 bytes big-endian][payload: length bytes, cut at the end]
 // where kind & 3 selects a method, header, body or heartbeat frame.
-// Oracles: feed() only throws AmqpError (505 connection-level, 406 channel-level),
+// Oracles: feed() only throws AmqpError (505 or 501 connection-level, 406 channel-level),
 // DecodeError or UnknownMethod; a completed content command has exactly the body size its
 // header announced and at most the maximum; after a ChannelError the assembler is back at
 // kMethod; a completed command's method alternative matches its class and method ids.
@@ -58,7 +58,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(a.state() == CommandAssembler::State::kMethod);
       continue;
     } catch (const ConnectionError& e) {
-      check(e.code == ReplyCode::kUnexpectedFrame);
+      // 505 for frames out of order, 501 for method arguments that do not decode.
+      check(e.code == ReplyCode::kUnexpectedFrame || e.code == ReplyCode::kFrameError);
       a.reset();  // the connection would close; start over to explore further
       continue;
     } catch (const DecodeError&) {

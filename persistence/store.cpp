@@ -1,0 +1,746 @@
+// Store (persistence/store.h): the schema and its migrations, the writer thread with group
+// commit, and recovery.
+//
+// Threads: `db_` is used by the opening thread in open()/recover() and afterwards only by the
+// writer thread; `db_mu_` serialises the two so a recover() racing an early write stays
+// safe. The op queue is guarded by `mu_`.
+//
+// Reference counts live in the database: triggers on `entries` keep `messages.refs` equal to
+// the number of entries naming the message and delete the message row with its last entry,
+// so purge and queue deletion are a single DELETE on `entries`.
+#include "persistence/store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <iterator>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <variant>
+
+namespace warren::persistence {
+namespace {
+
+constexpr int64_t kSchemaVersion = 1;
+constexpr std::string_view kApplication = "warren";
+// Set before the first table (SQLite cannot change it once the file is WAL). Larger than the
+// 4 KiB default so most 1-4 KiB messages fit in their leaf page without overflow chains.
+constexpr int kPageSize = 8192;
+
+// Upgrade steps, applied in order in one transaction by open(): kMigrations[i] takes the
+// schema from version i to i + 1. Adding version 2 is one entry here (and bumping
+// kSchemaVersion); never edit a shipped step.
+struct Migration {
+  int64_t to_version;
+  const char* sql;
+};
+
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
+CREATE TABLE exchanges (
+  vhost TEXT NOT NULL,
+  name TEXT NOT NULL,
+  type TEXT NOT NULL,
+  auto_delete INTEGER NOT NULL,
+  internal INTEGER NOT NULL,
+  arguments BLOB NOT NULL,
+  PRIMARY KEY (vhost, name)
+);
+CREATE TABLE queues (
+  vhost TEXT NOT NULL,
+  name TEXT NOT NULL,
+  auto_delete INTEGER NOT NULL,
+  arguments BLOB NOT NULL,
+  PRIMARY KEY (vhost, name)
+);
+CREATE TABLE bindings (
+  vhost TEXT NOT NULL,
+  source TEXT NOT NULL,
+  destination TEXT NOT NULL,
+  dest_is_exchange INTEGER NOT NULL,
+  routing_key TEXT NOT NULL,
+  arguments BLOB NOT NULL,
+  UNIQUE (vhost, source, destination, dest_is_exchange, routing_key, arguments)
+);
+CREATE INDEX bindings_by_destination ON bindings (vhost, destination);
+CREATE TABLE messages (
+  id INTEGER PRIMARY KEY,
+  exchange TEXT NOT NULL,
+  routing_key TEXT NOT NULL,
+  properties BLOB NOT NULL,
+  body BLOB NOT NULL,
+  refs INTEGER NOT NULL
+);
+CREATE TABLE entries (
+  vhost TEXT NOT NULL,
+  queue TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  delivered INTEGER NOT NULL,
+  PRIMARY KEY (vhost, queue, seq)
+);
+CREATE INDEX entries_by_message ON entries (vhost, queue, message_id);
+CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
+  UPDATE messages SET refs = refs + 1 WHERE id = NEW.message_id;
+END;
+CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
+  UPDATE messages SET refs = refs - 1 WHERE id = OLD.message_id;
+  DELETE FROM messages WHERE id = OLD.message_id AND refs <= 0;
+END;
+)sql"},
+};
+static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per version");
+
+// A prepared statement, finalized on destruction.
+class Stmt {
+ public:
+  Stmt() = default;
+  Stmt(sqlite3* db, const char* sql) {
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s_, nullptr) != SQLITE_OK) {
+      throw StoreError(std::string("cannot prepare a statement: ") + sqlite3_errmsg(db));
+    }
+  }
+  Stmt(Stmt&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  Stmt& operator=(Stmt&& o) noexcept {
+    std::swap(s_, o.s_);
+    return *this;
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+  sqlite3_stmt* get() const { return s_; }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+};
+
+// Binds text or blob bytes without copying. A null pointer would bind SQL NULL (and break
+// NOT NULL), so empty values get a non-null pointer.
+void bind_text(sqlite3_stmt* s, int i, std::string_view v) {
+  sqlite3_bind_text(s, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+}
+void bind_blob(sqlite3_stmt* s, int i, std::string_view v) {
+  sqlite3_bind_blob(s, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+}
+void bind_int(sqlite3_stmt* s, int i, int64_t v) { sqlite3_bind_int64(s, i, v); }
+void bind_id(sqlite3_stmt* s, int i, uint64_t v) { bind_int(s, i, static_cast<int64_t>(v)); }
+
+std::string column_bytes(sqlite3_stmt* s, int i) {
+  const void* p = sqlite3_column_blob(s, i);
+  const int n = sqlite3_column_bytes(s, i);
+  return p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
+}
+
+// Runs a bound statement to completion, then resets it and drops its bindings (so no
+// SQLITE_STATIC pointer outlives the call).
+bool run(sqlite3_stmt* s) {
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+  }
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  return rc == SQLITE_DONE;
+}
+
+// The queued operations. Strings are copied except put_message's views (see store.h).
+struct PutExchange {
+  StoredExchange x;
+};
+struct DeleteExchange {
+  std::string vhost, name;
+};
+struct PutQueue {
+  StoredQueue q;
+};
+struct DeleteQueue {
+  std::string vhost, name;
+};
+struct PutBinding {
+  StoredBinding b;
+};
+struct DeleteBinding {
+  StoredBinding b;
+};
+struct PutMessage {
+  uint64_t id;
+  std::string_view exchange, routing_key, properties, body;
+};
+struct AddEntry {
+  std::string vhost, queue;
+  StoredEntry e;
+};
+struct MarkDelivered {
+  std::string vhost, queue;
+  uint64_t message_id;
+};
+struct RemoveEntry {
+  std::string vhost, queue;
+  uint64_t message_id;
+};
+struct PurgeQueue {
+  std::string vhost, queue;
+};
+struct Sync {
+  std::function<void(bool)> done;
+};
+using Op = std::variant<PutExchange, DeleteExchange, PutQueue, DeleteQueue, PutBinding,
+                        DeleteBinding, PutMessage, AddEntry, MarkDelivered, RemoveEntry,
+                        PurgeQueue, Sync>;
+
+}  // namespace
+
+struct Store::Impl {
+  Impl(std::string path, Poster post) : path_(std::move(path)), post_(std::move(post)) {}
+  ~Impl() {
+    {
+      std::lock_guard lk(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_one();
+    if (writer_.joinable()) writer_.join();
+    stmts_ = {};
+    sqlite3_close_v2(db_);
+  }
+
+  void open_db();
+  void start() { writer_ = std::thread([this] { writer_loop(); }); }
+  Recovered recover();
+
+  void enqueue(Op op) {
+    // After a failure writes are refused at once; syncs still queue so callbacks keep order.
+    if (failed_.load(std::memory_order_acquire) && !std::holds_alternative<Sync>(op)) return;
+    bool was_empty;
+    {
+      std::lock_guard lk(mu_);
+      was_empty = queue_.empty();
+      queue_.push_back(std::move(op));
+    }
+    // The writer sleeps only on an empty queue; otherwise it will see this op anyway.
+    if (was_empty) cv_.notify_one();
+  }
+
+  void writer_loop();
+  void commit_batch(std::vector<Op>& batch);
+  bool write_batch(const std::vector<Op>& batch);
+  bool fail(std::string what);
+
+  bool apply(const PutExchange& o);
+  bool apply(const DeleteExchange& o);
+  bool apply(const PutQueue& o);
+  bool apply(const DeleteQueue& o);
+  bool apply(const PutBinding& o);
+  bool apply(const DeleteBinding& o);
+  bool apply(const PutMessage& o);
+  bool apply(const AddEntry& o);
+  bool apply(const MarkDelivered& o);
+  bool apply(const RemoveEntry& o);
+  bool apply(const PurgeQueue& o);
+  bool apply(const Sync&) { return true; }
+
+  void exec(const char* sql, const char* what);
+  [[noreturn]] void throw_db(const std::string& what);
+
+  const std::string path_;
+  const Poster post_;
+  sqlite3* db_ = nullptr;
+  std::mutex db_mu_;
+
+  // Prepared once in open_db(), reused for every batch.
+  struct Statements {
+    Stmt begin, commit, rollback;
+    Stmt put_exchange, delete_exchange, delete_exchange_bindings;
+    Stmt put_queue, delete_queue, delete_queue_bindings;
+    Stmt put_binding, delete_binding;
+    Stmt put_message, add_entry, mark_delivered, remove_entry, purge_queue;
+  } stmts_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Op> queue_;  // guarded by mu_
+  bool stopping_ = false;  // guarded by mu_
+  std::thread writer_;
+
+  std::atomic<bool> failed_{false};
+  std::atomic<bool> inject_failure_{false};
+  mutable std::mutex error_mu_;
+  std::string last_error_;  // guarded by error_mu_
+};
+
+void Store::Impl::throw_db(const std::string& what) {
+  throw StoreError(what + ": " + sqlite3_errmsg(db_));
+}
+
+void Store::Impl::exec(const char* sql, const char* what) {
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) throw_db(what);
+}
+
+void Store::Impl::open_db() {
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+    throw_db("cannot open " + path_);
+  }
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, 5000);
+
+  // The first read of the file is where SQLite notices it is not a database at all.
+  int64_t objects = 0;
+  {
+    Stmt probe(db_, "SELECT count(*) FROM sqlite_master");
+    if (sqlite3_step(probe.get()) != SQLITE_ROW) throw_db("cannot read " + path_);
+    objects = sqlite3_column_int64(probe.get(), 0);
+  }
+  const bool fresh = objects == 0;
+  if (fresh) {
+    exec(("PRAGMA page_size=" + std::to_string(kPageSize)).c_str(), "cannot set the page size");
+  }
+
+  int64_t version = 0;
+  if (!fresh) {
+    const std::string not_ours = path_ + " is not a Warren database";
+    {
+      Stmt has_meta(db_, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'");
+      if (sqlite3_step(has_meta.get()) != SQLITE_ROW) throw_db("cannot read " + path_);
+      if (sqlite3_column_int64(has_meta.get(), 0) == 0) throw StoreError(not_ours);
+    }
+    Stmt get(db_, "SELECT value FROM meta WHERE key = ?1");
+    bind_text(get.get(), 1, "application");
+    if (sqlite3_step(get.get()) != SQLITE_ROW || column_bytes(get.get(), 0) != kApplication) {
+      throw StoreError(not_ours);
+    }
+    sqlite3_reset(get.get());
+    bind_text(get.get(), 1, "schema_version");
+    if (sqlite3_step(get.get()) != SQLITE_ROW ||
+        sqlite3_column_type(get.get(), 0) != SQLITE_INTEGER) {
+      throw StoreError(path_ + " is damaged: it has no schema version");
+    }
+    version = sqlite3_column_int64(get.get(), 0);
+    if (version > kSchemaVersion) {
+      throw StoreError(path_ + " has schema version " + std::to_string(version) +
+                       ", newer than this Warren supports (" + std::to_string(kSchemaVersion) +
+                       "); use a newer Warren");
+    }
+    if (version < 1) throw StoreError(path_ + " is damaged: bad schema version");
+  }
+
+  // WAL: a commit is one append and one fsync of the log; readers never block the writer.
+  {
+    Stmt wal(db_, "PRAGMA journal_mode=WAL");
+    if (sqlite3_step(wal.get()) != SQLITE_ROW || column_bytes(wal.get(), 0) != "wal") {
+      throw StoreError("cannot use write-ahead logging for " + path_);
+    }
+  }
+  exec("PRAGMA synchronous=FULL", "cannot set synchronous=FULL");
+  exec("PRAGMA cache_size=-16384", "cannot set the cache size");  // 16 MiB
+  // Keep the -wal file from staying at its high-water mark after checkpoints.
+  exec("PRAGMA journal_size_limit=67108864", "cannot set the journal size limit");
+
+  if (fresh || version < kSchemaVersion) {
+    exec("BEGIN IMMEDIATE", "cannot start the schema migration");
+    try {
+      if (fresh) {
+        exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL);"
+             "INSERT INTO meta VALUES ('application', 'warren'), ('schema_version', 0);",
+             "cannot create the schema");
+      }
+      Stmt set_version(db_, "UPDATE meta SET value = ?1 WHERE key = 'schema_version'");
+      for (const Migration& m : kMigrations) {
+        if (m.to_version <= version) continue;
+        exec(m.sql, ("cannot migrate to schema version " + std::to_string(m.to_version)).c_str());
+        bind_int(set_version.get(), 1, m.to_version);
+        if (!run(set_version.get())) throw_db("cannot record the schema version");
+      }
+      exec("COMMIT", "cannot commit the schema migration");
+    } catch (...) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+
+  auto& s = stmts_;
+  s.begin = Stmt(db_, "BEGIN IMMEDIATE");
+  s.commit = Stmt(db_, "COMMIT");
+  s.rollback = Stmt(db_, "ROLLBACK");
+  s.put_exchange = Stmt(db_,
+      "INSERT INTO exchanges (vhost, name, type, auto_delete, internal, arguments) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (vhost, name) DO UPDATE SET "
+      "type = excluded.type, auto_delete = excluded.auto_delete, "
+      "internal = excluded.internal, arguments = excluded.arguments");
+  s.delete_exchange = Stmt(db_, "DELETE FROM exchanges WHERE vhost = ?1 AND name = ?2");
+  s.delete_exchange_bindings = Stmt(db_,
+      "DELETE FROM bindings WHERE vhost = ?1 AND "
+      "(source = ?2 OR (destination = ?2 AND dest_is_exchange = 1))");
+  s.put_queue = Stmt(db_,
+      "INSERT INTO queues (vhost, name, auto_delete, arguments) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT (vhost, name) DO UPDATE SET "
+      "auto_delete = excluded.auto_delete, arguments = excluded.arguments");
+  s.delete_queue = Stmt(db_, "DELETE FROM queues WHERE vhost = ?1 AND name = ?2");
+  s.delete_queue_bindings = Stmt(db_,
+      "DELETE FROM bindings WHERE vhost = ?1 AND destination = ?2 AND dest_is_exchange = 0");
+  s.put_binding = Stmt(db_,
+      "INSERT OR IGNORE INTO bindings "
+      "(vhost, source, destination, dest_is_exchange, routing_key, arguments) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  s.delete_binding = Stmt(db_,
+      "DELETE FROM bindings WHERE vhost = ?1 AND source = ?2 AND destination = ?3 AND "
+      "dest_is_exchange = ?4 AND routing_key = ?5 AND arguments = ?6");
+  s.put_message = Stmt(db_,
+      "INSERT OR IGNORE INTO messages (id, exchange, routing_key, properties, body, refs) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, 0)");
+  // OR IGNORE: a repeated (queue, seq) must not fire the refcount trigger twice.
+  s.add_entry = Stmt(db_,
+      "INSERT OR IGNORE INTO entries (vhost, queue, seq, message_id, delivered) "
+      "VALUES (?1, ?2, ?3, ?4, ?5)");
+  s.mark_delivered = Stmt(db_,
+      "UPDATE entries SET delivered = 1 WHERE vhost = ?1 AND queue = ?2 AND message_id = ?3");
+  s.remove_entry = Stmt(db_,
+      "DELETE FROM entries WHERE vhost = ?1 AND queue = ?2 AND message_id = ?3");
+  s.purge_queue = Stmt(db_, "DELETE FROM entries WHERE vhost = ?1 AND queue = ?2");
+}
+
+Recovered Store::Impl::recover() {
+  std::lock_guard db_lk(db_mu_);
+  // A crash between the batch holding put_message and the one holding its add_entry leaves a
+  // message nobody refers to.
+  exec("DELETE FROM messages WHERE refs <= 0", "cannot drop unreferenced messages");
+
+  Recovered r;
+  exec("BEGIN", "cannot start reading");  // one consistent snapshot
+  try {
+    {
+      Stmt q(db_, "SELECT vhost, name, type, auto_delete, internal, arguments FROM exchanges");
+      int rc;
+      while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+        auto* s = q.get();
+        r.exchanges.push_back(StoredExchange{column_bytes(s, 0), column_bytes(s, 1),
+                                             column_bytes(s, 2), sqlite3_column_int(s, 3) != 0,
+                                             sqlite3_column_int(s, 4) != 0, column_bytes(s, 5)});
+      }
+      if (rc != SQLITE_DONE) throw_db("cannot read exchanges");
+    }
+    {
+      Stmt q(db_, "SELECT vhost, name, auto_delete, arguments FROM queues");
+      int rc;
+      while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+        auto* s = q.get();
+        r.queues.push_back(StoredQueue{column_bytes(s, 0), column_bytes(s, 1),
+                                       sqlite3_column_int(s, 2) != 0, column_bytes(s, 3)});
+      }
+      if (rc != SQLITE_DONE) throw_db("cannot read queues");
+    }
+    {
+      Stmt q(db_,
+             "SELECT vhost, source, destination, dest_is_exchange, routing_key, arguments "
+             "FROM bindings");
+      int rc;
+      while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+        auto* s = q.get();
+        r.bindings.push_back(StoredBinding{column_bytes(s, 0), column_bytes(s, 1),
+                                           column_bytes(s, 2), sqlite3_column_int(s, 3) != 0,
+                                           column_bytes(s, 4), column_bytes(s, 5)});
+      }
+      if (rc != SQLITE_DONE) throw_db("cannot read bindings");
+    }
+    {
+      Stmt q(db_, "SELECT id, exchange, routing_key, properties, body FROM messages");
+      int rc;
+      while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+        auto* s = q.get();
+        const auto id = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+        r.messages.emplace(id, StoredMessage{column_bytes(s, 1), column_bytes(s, 2),
+                                             column_bytes(s, 3), column_bytes(s, 4)});
+        r.max_message_id = std::max(r.max_message_id, id);
+      }
+      if (rc != SQLITE_DONE) throw_db("cannot read messages");
+    }
+    {
+      // The primary key's order: per queue, by seq.
+      Stmt q(db_,
+             "SELECT vhost, queue, seq, message_id, delivered FROM entries "
+             "ORDER BY vhost, queue, seq");
+      int rc;
+      std::vector<StoredEntry>* current = nullptr;
+      std::pair<std::string, std::string> key;
+      while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+        auto* s = q.get();
+        std::string vhost = column_bytes(s, 0), queue = column_bytes(s, 1);
+        if (!current || vhost != key.first || queue != key.second) {
+          key = {std::move(vhost), std::move(queue)};
+          current = &r.entries[key];
+        }
+        StoredEntry e{static_cast<uint64_t>(sqlite3_column_int64(s, 3)),
+                      static_cast<uint64_t>(sqlite3_column_int64(s, 2)),
+                      sqlite3_column_int(s, 4) != 0};
+        // Triggers keep this true; checked so a damaged file cannot hand out dangling ids.
+        if (r.messages.count(e.message_id)) current->push_back(e);
+      }
+      if (rc != SQLITE_DONE) throw_db("cannot read queue entries");
+    }
+    exec("COMMIT", "cannot finish reading");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+  return r;
+}
+
+bool Store::Impl::fail(std::string what) {
+  {
+    std::lock_guard lk(error_mu_);
+    if (last_error_.empty()) last_error_ = std::move(what);
+  }
+  failed_.store(true, std::memory_order_release);
+  return false;
+}
+
+void Store::Impl::writer_loop() {
+  std::vector<Op> batch;
+  for (;;) {
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything queued is done
+      // Take everything: ops queued from now on form the next batch (group commit).
+      batch.swap(queue_);
+    }
+    commit_batch(batch);
+    batch.clear();
+  }
+}
+
+void Store::Impl::commit_batch(std::vector<Op>& batch) {
+  bool ok = !failed_.load(std::memory_order_acquire);
+  if (ok) {
+    const bool writes = std::any_of(batch.begin(), batch.end(), [](const Op& op) {
+      return !std::holds_alternative<Sync>(op);
+    });
+    if (writes) {
+      std::lock_guard db_lk(db_mu_);
+      ok = write_batch(batch);
+    } else if (inject_failure_.load()) {
+      ok = fail("disk I/O error (injected fsync failure)");
+    }
+  }
+  // Completions in the order sync() was called; each through the Poster.
+  for (Op& op : batch) {
+    if (auto* s = std::get_if<Sync>(&op)) {
+      if (!s->done) continue;
+      if (post_) {
+        post_([done = std::move(s->done), ok] { done(ok); });
+      } else {
+        s->done(ok);
+      }
+    }
+  }
+}
+
+bool Store::Impl::write_batch(const std::vector<Op>& batch) {
+  if (!run(stmts_.begin.get())) {
+    return fail(std::string("cannot begin a transaction: ") + sqlite3_errmsg(db_));
+  }
+  std::string error;
+  for (const Op& op : batch) {
+    if (!std::visit([this](const auto& o) { return apply(o); }, op)) {
+      error = std::string("write failed: ") + sqlite3_errmsg(db_);
+      break;
+    }
+  }
+  if (error.empty()) {
+    if (inject_failure_.load()) {
+      error = "disk I/O error (injected fsync failure)";
+    } else if (!run(stmts_.commit.get())) {
+      error = std::string("commit failed: ") + sqlite3_errmsg(db_);
+    }
+  }
+  if (error.empty()) return true;
+  // A failed COMMIT may already have rolled back; only roll back what is still open.
+  if (!sqlite3_get_autocommit(db_)) run(stmts_.rollback.get());
+  return fail(std::move(error));
+}
+
+bool Store::Impl::apply(const PutExchange& o) {
+  auto* s = stmts_.put_exchange.get();
+  bind_text(s, 1, o.x.vhost);
+  bind_text(s, 2, o.x.name);
+  bind_text(s, 3, o.x.type);
+  bind_int(s, 4, o.x.auto_delete);
+  bind_int(s, 5, o.x.internal);
+  bind_blob(s, 6, o.x.arguments);
+  return run(s);
+}
+
+bool Store::Impl::apply(const DeleteExchange& o) {
+  for (auto* s : {stmts_.delete_exchange.get(), stmts_.delete_exchange_bindings.get()}) {
+    bind_text(s, 1, o.vhost);
+    bind_text(s, 2, o.name);
+    if (!run(s)) return false;
+  }
+  return true;
+}
+
+bool Store::Impl::apply(const PutQueue& o) {
+  auto* s = stmts_.put_queue.get();
+  bind_text(s, 1, o.q.vhost);
+  bind_text(s, 2, o.q.name);
+  bind_int(s, 3, o.q.auto_delete);
+  bind_blob(s, 4, o.q.arguments);
+  return run(s);
+}
+
+bool Store::Impl::apply(const DeleteQueue& o) {
+  // Entries first: the trigger drops messages left without entries.
+  for (auto* s : {stmts_.purge_queue.get(), stmts_.delete_queue_bindings.get(),
+                  stmts_.delete_queue.get()}) {
+    bind_text(s, 1, o.vhost);
+    bind_text(s, 2, o.name);
+    if (!run(s)) return false;
+  }
+  return true;
+}
+
+namespace {
+void bind_binding(sqlite3_stmt* s, const StoredBinding& b) {
+  bind_text(s, 1, b.vhost);
+  bind_text(s, 2, b.source);
+  bind_text(s, 3, b.destination);
+  bind_int(s, 4, b.destination_is_exchange);
+  bind_text(s, 5, b.routing_key);
+  bind_blob(s, 6, b.arguments);
+}
+}  // namespace
+
+bool Store::Impl::apply(const PutBinding& o) {
+  bind_binding(stmts_.put_binding.get(), o.b);
+  return run(stmts_.put_binding.get());
+}
+
+bool Store::Impl::apply(const DeleteBinding& o) {
+  bind_binding(stmts_.delete_binding.get(), o.b);
+  return run(stmts_.delete_binding.get());
+}
+
+bool Store::Impl::apply(const PutMessage& o) {
+  // SQLITE_STATIC: the caller keeps the bytes alive until the next sync completes (store.h);
+  // run() clears the bindings before returning.
+  auto* s = stmts_.put_message.get();
+  bind_id(s, 1, o.id);
+  bind_text(s, 2, o.exchange);
+  bind_text(s, 3, o.routing_key);
+  bind_blob(s, 4, o.properties);
+  bind_blob(s, 5, o.body);
+  return run(s);
+}
+
+bool Store::Impl::apply(const AddEntry& o) {
+  auto* s = stmts_.add_entry.get();
+  bind_text(s, 1, o.vhost);
+  bind_text(s, 2, o.queue);
+  bind_id(s, 3, o.e.seq);
+  bind_id(s, 4, o.e.message_id);
+  bind_int(s, 5, o.e.delivered);
+  return run(s);
+}
+
+bool Store::Impl::apply(const MarkDelivered& o) {
+  auto* s = stmts_.mark_delivered.get();
+  bind_text(s, 1, o.vhost);
+  bind_text(s, 2, o.queue);
+  bind_id(s, 3, o.message_id);
+  return run(s);
+}
+
+bool Store::Impl::apply(const RemoveEntry& o) {
+  auto* s = stmts_.remove_entry.get();
+  bind_text(s, 1, o.vhost);
+  bind_text(s, 2, o.queue);
+  bind_id(s, 3, o.message_id);
+  return run(s);
+}
+
+bool Store::Impl::apply(const PurgeQueue& o) {
+  auto* s = stmts_.purge_queue.get();
+  bind_text(s, 1, o.vhost);
+  bind_text(s, 2, o.queue);
+  return run(s);
+}
+
+// ---- Store ----
+
+std::unique_ptr<Store> Store::open(const std::string& data_dir, Poster post) {
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) throw StoreError("cannot create the data directory " + data_dir + ": " + ec.message());
+  const std::string path = (std::filesystem::path(data_dir) / "warren.db").string();
+  std::unique_ptr<Store> store(new Store());
+  store->impl_ = std::make_unique<Impl>(path, std::move(post));
+  store->impl_->open_db();
+  store->impl_->start();
+  return store;
+}
+
+Store::~Store() = default;  // Impl's destructor drains the queue, joins, closes.
+
+Recovered Store::recover() { return impl_->recover(); }
+
+void Store::put_exchange(const StoredExchange& x) { impl_->enqueue(PutExchange{x}); }
+
+void Store::delete_exchange(const std::string& vhost, const std::string& name) {
+  impl_->enqueue(DeleteExchange{vhost, name});
+}
+
+void Store::put_queue(const StoredQueue& q) { impl_->enqueue(PutQueue{q}); }
+
+void Store::delete_queue(const std::string& vhost, const std::string& name) {
+  impl_->enqueue(DeleteQueue{vhost, name});
+}
+
+void Store::put_binding(const StoredBinding& b) { impl_->enqueue(PutBinding{b}); }
+
+void Store::delete_binding(const StoredBinding& b) { impl_->enqueue(DeleteBinding{b}); }
+
+void Store::put_message(uint64_t id, std::string_view exchange, std::string_view routing_key,
+                        std::string_view properties, std::string_view body) {
+  impl_->enqueue(PutMessage{id, exchange, routing_key, properties, body});
+}
+
+void Store::add_entry(const std::string& vhost, const std::string& queue, const StoredEntry& e) {
+  impl_->enqueue(AddEntry{vhost, queue, e});
+}
+
+void Store::mark_delivered(const std::string& vhost, const std::string& queue,
+                           uint64_t message_id) {
+  impl_->enqueue(MarkDelivered{vhost, queue, message_id});
+}
+
+void Store::remove_entry(const std::string& vhost, const std::string& queue,
+                         uint64_t message_id) {
+  impl_->enqueue(RemoveEntry{vhost, queue, message_id});
+}
+
+void Store::purge_queue(const std::string& vhost, const std::string& queue) {
+  impl_->enqueue(PurgeQueue{vhost, queue});
+}
+
+void Store::sync(std::function<void(bool ok)> done) { impl_->enqueue(Sync{std::move(done)}); }
+
+bool Store::healthy() const { return !impl_->failed_.load(std::memory_order_acquire); }
+
+std::string Store::last_error() const {
+  std::lock_guard lk(impl_->error_mu_);
+  return impl_->last_error_;
+}
+
+uint64_t Store::size_bytes() const {
+  uint64_t total = 0;
+  for (const std::string& p : {impl_->path_, impl_->path_ + "-wal"}) {
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(p, ec);
+    if (!ec) total += n;
+  }
+  return total;
+}
+
+void Store::inject_failure_for_tests() { impl_->inject_failure_.store(true); }
+
+}  // namespace warren::persistence

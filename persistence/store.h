@@ -1,0 +1,141 @@
+// Store: durable state in one SQLite database (WAL, synchronous=FULL) under the data
+// directory — durable exchanges, queues and bindings, and persistent messages of durable
+// queues.
+//
+// Threads: every public method except open()/recover() is called on the broker thread and
+// only queues work; one writer thread owned by the Store applies queued work in batches
+// (group commit: everything queued while a commit runs goes into the next transaction and
+// the next fsync) and then hands completions to the `post` function, which runs them on the
+// broker thread. Batches grow with load; there is no timer.
+//
+// Message bytes are not copied at enqueue time: put_message() keeps string_views, and the
+// caller guarantees the bytes stay alive and unchanged until that operation's batch has
+// committed (the broker holds a reference to the message until its sync() callback runs).
+//
+// Invariants: a message row exists while any queue entry refers to it (stored once however
+// many queues it is in); after a failed write or fsync the Store refuses all further writes
+// (every later completion reports false) and healthy() is false.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace warren::persistence {
+
+// A database that cannot be opened, is damaged, is not Warren's, or has a newer schema.
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct StoredExchange {
+  std::string vhost;
+  std::string name;
+  std::string type;
+  bool auto_delete = false;
+  bool internal = false;
+  std::string arguments;  // field table bytes (with length prefix), as amqp::encode_table writes
+};
+
+struct StoredQueue {
+  std::string vhost;
+  std::string name;
+  bool auto_delete = false;
+  std::string arguments;  // field table bytes
+};
+
+struct StoredBinding {
+  std::string vhost;
+  std::string source;
+  std::string destination;
+  bool destination_is_exchange = false;
+  std::string routing_key;
+  std::string arguments;  // field table bytes
+};
+
+struct StoredEntry {
+  uint64_t message_id = 0;
+  uint64_t seq = 0;  // position in its queue
+  bool delivered = false;  // was delivered at least once: recovered with redelivered set
+};
+
+struct StoredMessage {
+  std::string exchange;
+  std::string routing_key;
+  std::string properties;  // raw property bytes
+  std::string body;
+};
+
+struct Recovered {
+  std::vector<StoredExchange> exchanges;
+  std::vector<StoredQueue> queues;
+  std::vector<StoredBinding> bindings;
+  // Per (vhost, queue name): entries in seq order.
+  std::map<std::pair<std::string, std::string>, std::vector<StoredEntry>> entries;
+  std::map<uint64_t, StoredMessage> messages;
+  uint64_t max_message_id = 0;  // new ids must be larger
+};
+
+// Where completions go: the broker posts them to its own thread.
+using Poster = std::function<void(std::function<void()>)>;
+
+class Store {
+ public:
+  // Opens (creating if needed) DATA_DIR/warren.db, checks it is Warren's, and migrates an
+  // older schema. Starts the writer thread. Throws StoreError with a one-line reason.
+  static std::unique_ptr<Store> open(const std::string& data_dir, Poster post);
+  // Stops the writer thread after it has committed everything queued.
+  ~Store();
+
+  // Reads everything back (call once, before any write, on the opening thread).
+  Recovered recover();
+
+  // Topology. Upserts by (vhost, name) / the binding's full identity.
+  void put_exchange(const StoredExchange& x);
+  // Also deletes its bindings, as source and as destination, as RabbitMQ does.
+  void delete_exchange(const std::string& vhost, const std::string& name);
+  void put_queue(const StoredQueue& q);
+  // Deletes the queue, its bindings as destination, and its entries (and messages left
+  // without entries).
+  void delete_queue(const std::string& vhost, const std::string& name);
+  void put_binding(const StoredBinding& b);
+  void delete_binding(const StoredBinding& b);
+
+  // Messages. A message is stored once (put_message) and referenced by entries.
+  // REQUIRES: the views stay valid until a later sync() callback has run.
+  void put_message(uint64_t id, std::string_view exchange, std::string_view routing_key,
+                   std::string_view properties, std::string_view body);
+  void add_entry(const std::string& vhost, const std::string& queue, const StoredEntry& e);
+  void mark_delivered(const std::string& vhost, const std::string& queue, uint64_t message_id);
+  // Removes the entry; the message row goes with its last entry.
+  void remove_entry(const std::string& vhost, const std::string& queue, uint64_t message_id);
+  void purge_queue(const std::string& vhost, const std::string& queue);
+
+  // `done(ok)` runs on the broker thread (through Poster) once every operation queued before
+  // this call is durable (ok = true) or has failed (ok = false).
+  void sync(std::function<void(bool ok)> done);
+
+  bool healthy() const;
+  // Why the Store stopped being healthy (the SQLite error text), or "" while healthy. Any
+  // thread; the Store logs nothing itself, so the broker logs this when a sync reports false.
+  std::string last_error() const;
+  // Bytes of the database file and its WAL (for the disk alarm and tests).
+  uint64_t size_bytes() const;
+
+  // Test hook: makes every commit from now on fail as a failed fsync would.
+  void inject_failure_for_tests();
+
+ private:
+  Store() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace warren::persistence
