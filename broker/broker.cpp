@@ -1,10 +1,15 @@
 #include "broker/broker.h"
 
+#include <sys/statvfs.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <vector>
 
 #include "broker/channel.h"
 #include "broker/connection.h"
+#include "common/log.h"
 
 namespace warren::broker {
 
@@ -50,11 +55,66 @@ void Broker::start_tick() {
 }
 
 // Consumer timeouts are checked a few times per timeout period (at most once a second).
+std::string Broker::alarm_reason() const {
+  if (memory_alarm_ && disk_alarm_) return "low on memory and disk space";
+  return memory_alarm_ ? "low on memory" : "low on disk space";
+}
+
+void Broker::check_alarms() {
+  // Memory: resident set size against the high watermark.
+  uint64_t rss = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    unsigned long size = 0, resident = 0;
+    if (std::fscanf(f, "%lu %lu", &size, &resident) == 2) {
+      rss = static_cast<uint64_t>(resident) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    }
+    std::fclose(f);
+  }
+  uint64_t limit = config_.vm_memory_high_watermark_absolute;
+  if (limit == 0) {
+    const uint64_t ram = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                         static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    limit = static_cast<uint64_t>(static_cast<double>(ram) * config_.vm_memory_high_watermark_relative);
+  }
+  const bool memory = rss > limit;
+  // Disk: free space where the data lives, and a store that failed to write.
+  bool disk = store_ && !store_->healthy();
+  struct statvfs vfs {};
+  if (!config_.data_dir.empty() && statvfs(config_.data_dir.c_str(), &vfs) == 0) {
+    const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    disk = disk || free_bytes < config_.disk_free_limit_absolute;
+  }
+  if (memory != memory_alarm_) {
+    memory_alarm_ = memory;
+    if (memory) {
+      WLOG_WARN("memory resource limit alarm set: {} bytes used, limit {}", rss, limit);
+    } else {
+      WLOG_INFO("memory resource limit alarm cleared");
+    }
+  }
+  if (disk != disk_alarm_) {
+    disk_alarm_ = disk;
+    if (disk) {
+      WLOG_WARN("disk resource limit alarm set{}",
+                store_ && !store_->healthy() ? ": the store failed (" + store_->last_error() + ")"
+                                             : ": free disk space below disk_free_limit");
+    } else {
+      WLOG_INFO("disk resource limit alarm cleared");
+    }
+  }
+  std::vector<Connection*> all(connections_.begin(), connections_.end());
+  for (Connection* c : all) c->apply_alarm(alarmed(), alarm_reason());
+}
+
 void Broker::tick() {
   const int64_t now = now_ms();
+  if (now - last_alarm_check_ >= 200) {
+    last_alarm_check_ = now;
+    check_alarms();
+  }
   std::vector<Connection*> all(connections_.begin(), connections_.end());
   for (Connection* c : all) c->check_consumer_timeouts(now);
-  const uint64_t period = std::clamp<uint64_t>(config_.consumer_timeout_ms / 4, 20, 1000);
+  const uint64_t period = std::clamp<uint64_t>(config_.consumer_timeout_ms / 4, 20, 200);
   tick_timer_->expires_after(std::chrono::milliseconds(period));
   tick_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (!ec) tick();

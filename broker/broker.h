@@ -49,6 +49,13 @@ class Broker {
   uint64_t next_message_id() { return ++last_message_id_; }
   // Keeps a message whose bytes the writer thread reads alive until they are committed.
   void hold_until_committed(MessagePtr m);
+  // Resource alarms (memory high watermark, disk free limit, failed store).
+  bool alarmed() const { return memory_alarm_ || disk_alarm_; }
+  std::string alarm_reason() const;
+  bool memory_alarm() const { return memory_alarm_; }
+  bool disk_alarm() const { return disk_alarm_; }
+  // Re-evaluates the alarms now (the tick does it periodically).
+  void check_alarms();
   // Rebuilds durable exchanges, queues, bindings and messages from the store.
   void recover(persistence::Recovered r);
   // Starts the periodic tick (consumer timeouts).
@@ -94,6 +101,9 @@ class Broker {
   uint64_t store_writes_ = 0;
   uint64_t last_message_id_ = 0;
   std::vector<MessagePtr> in_flight_;
+  bool memory_alarm_ = false;
+  bool disk_alarm_ = false;
+  int64_t last_alarm_check_ = 0;
   void tick();
 };
 

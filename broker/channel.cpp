@@ -765,6 +765,7 @@ void Channel::on_basic_publish(const amqp::BasicPublish& m, amqp::Command& cmd) 
                              vhost().name() + "'");
     }
   }
+  conn_.note_publish();
   MessagePtr msg(new Message);
   try {
     msg->summary = amqp::summarize_properties(cmd.properties);

@@ -98,6 +98,25 @@ size_t Connection::on_bytes(const uint8_t* data, size_t len) {
 void Connection::end_of_input_batch() {
   if (state_ != State::kOpen) return;
   for (auto& [id, ch] : channels_) ch->flush_confirms();
+  // A connection that starts publishing during an alarm is blocked after this batch.
+  if (published_ && !blocked_ && broker_.alarmed()) apply_alarm(true, broker_.alarm_reason());
+}
+
+void Connection::apply_alarm(bool alarmed, const std::string& reason) {
+  if (state_ != State::kOpen) return;
+  if (alarmed && published_ && !blocked_) {
+    blocked_ = true;
+    if (client_capability("connection.blocked")) {
+      amqp::ConnectionBlocked b;
+      b.reason = reason;
+      send_method(0, b);
+    }
+    transport_.pause_reading(true);
+  } else if (!alarmed && blocked_) {
+    blocked_ = false;
+    if (client_capability("connection.blocked")) send_method(0, amqp::ConnectionUnblocked{});
+    transport_.pause_reading(false);
+  }
 }
 
 void Connection::fail(const amqp::AmqpError& e, bool even_in_handshake) {

@@ -52,6 +52,11 @@ class Connection {
   // Heartbeats were missed or the handshake timed out: log and drop.
   void on_heartbeat_timeout();
   void on_handshake_timeout();
+  // Resource alarm on or off: a connection that publishes is told (connection.blocked, when
+  // it advertises the capability) and is not read while the alarm lasts.
+  void apply_alarm(bool alarmed, const std::string& reason);
+  void note_publish() { published_ = true; }
+  bool blocked() const { return blocked_; }
   // Drops the socket at once (broker shutdown).
   void abort_transport() { transport_.abort(); }
   // Closes with 320 CONNECTION_FORCED (shutdown, admin close).
@@ -122,6 +127,8 @@ class Connection {
   uint32_t frame_max_ = 131072;
   uint16_t heartbeat_ = 0;
   bool released_ = false;
+  bool published_ = false;
+  bool blocked_ = false;
 
   std::unordered_map<uint16_t, std::unique_ptr<Channel>> channels_;
   // Content methods arriving on channels that are not open are assembled before they are

@@ -51,12 +51,19 @@ void TcpSession::start() {
   do_read();
 }
 
+void TcpSession::pause_reading(bool paused) {
+  read_paused_ = paused;
+  if (!paused && !read_pending_) do_read();
+}
+
 void TcpSession::do_read() {
-  if (closed_) return;
+  if (closed_ || read_paused_ || read_pending_) return;
+  read_pending_ = true;
   if (rlen_ == rbuf_.size()) rbuf_.resize(rbuf_.size() * 2);
   socket_.async_read_some(
       asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_),
       [self = shared_from_this()](error_code ec, size_t n) {
+        self->read_pending_ = false;
         if (self->closed_) return;
         if (ec) {
           self->finish();

@@ -29,6 +29,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession>, public Trans
   void close_after_flush() override;
   void abort() override;
   void start_heartbeat(uint16_t seconds) override;
+  void pause_reading(bool paused) override;
   void handshake_complete() override;
   void start_close_timer(uint32_t ms) override;
   void close_silently(uint32_t ms) override;
@@ -51,6 +52,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession>, public Trans
   bool close_after_flush_ = false;
   bool closed_ = false;
   bool ignore_input_ = false;
+  bool read_paused_ = false;
+  bool read_pending_ = false;
   bool was_blocked_ = false;
   uint16_t heartbeat_ = 0;
   bool read_since_tick_ = false;

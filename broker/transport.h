@@ -23,6 +23,8 @@ class Transport {
   // Write what is pending, ignore further input, and close when the peer does or after
   // `ms` (after connection.close-ok the client is the one to close).
   virtual void linger(uint32_t ms) = 0;
+  // Stops (true) or resumes (false) reading the socket: a blocked publisher is not read.
+  virtual void pause_reading(bool paused) = 0;
   // Heartbeat interval negotiated (0 = off); the transport sends and checks heartbeats.
   virtual void start_heartbeat(uint16_t seconds) = 0;
   // The connection is open: stop the handshake timer.

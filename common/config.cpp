@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
@@ -25,6 +26,26 @@ T parse_uint(const std::string& key, const std::string& v, uint64_t max) {
     throw ConfigError("invalid value '" + v + "' for " + key);
   }
   return static_cast<T>(out);
+}
+
+// RabbitMQ's byte sizes: "1000000", "500KB", "50MB", "2GB" (decimal), "1MiB", "2GiB" ...
+uint64_t parse_bytes(const std::string& key, const std::string& v) {
+  size_t i = 0;
+  while (i < v.size() && v[i] >= '0' && v[i] <= '9') ++i;
+  if (i == 0) throw ConfigError("invalid value '" + v + "' for " + key);
+  const uint64_t n = parse_uint<uint64_t>(key, v.substr(0, i), UINT64_MAX);
+  std::string unit = v.substr(i);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  static const std::pair<const char*, uint64_t> kUnits[] = {
+      {"", 1}, {"B", 1}, {"K", 1000}, {"KB", 1000}, {"M", 1000000}, {"MB", 1000000},
+      {"G", 1000000000}, {"GB", 1000000000}, {"KIB", 1ull << 10}, {"MIB", 1ull << 20},
+      {"GIB", 1ull << 30}, {"T", 1000000000000}, {"TB", 1000000000000}, {"TIB", 1ull << 40}};
+  for (const auto& [name, mult] : kUnits) {
+    if (unit != name) continue;
+    if (n > UINT64_MAX / mult) throw ConfigError("value '" + v + "' for " + key + " is too large");
+    return n * mult;
+  }
+  throw ConfigError("invalid value '" + v + "' for " + key);
 }
 
 // "5672", "127.0.0.1:5672" or "[::1]:5672".
@@ -74,6 +95,17 @@ bool Config::apply(const std::string& key, const std::string& value) {
     } else {
       throw ConfigError("invalid value '" + value + "' for " + key);
     }
+  } else if (key == "vm_memory_high_watermark.relative") {
+    char* end = nullptr;
+    double v = std::strtod(value.c_str(), &end);
+    if (end == value.c_str() || *end != '\0' || v <= 0 || v > 1) {
+      throw ConfigError("invalid value '" + value + "' for " + key);
+    }
+    vm_memory_high_watermark_relative = v;
+  } else if (key == "vm_memory_high_watermark.absolute") {
+    vm_memory_high_watermark_absolute = parse_bytes(key, value);
+  } else if (key == "disk_free_limit.absolute") {
+    disk_free_limit_absolute = parse_bytes(key, value);
   } else if (key == "management.tcp.port") {
     http_port = parse_uint<uint16_t>(key, value, 65535);
   } else if (key == "log.level" || key == "log.console.level") {

@@ -33,6 +33,11 @@ struct Config {
   std::string default_vhost = "/";
   std::vector<std::string> loopback_users = {"guest"};
   std::string log_level = "info";
+  // Resource alarms (RabbitMQ's names). Memory: a fraction of RAM, or an absolute byte
+  // count when set; disk: free bytes under the data directory below which publishers block.
+  double vm_memory_high_watermark_relative = 0.6;
+  uint64_t vm_memory_high_watermark_absolute = 0;  // 0 = use the relative value
+  uint64_t disk_free_limit_absolute = 50'000'000;
   std::vector<std::string> warnings;  // ignored keys, one line each
 
   // Applies one `key = value` setting. Returns false for a key Warren does not know.

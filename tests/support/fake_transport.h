@@ -28,6 +28,8 @@ class FakeTransport : public broker::Transport {
     heartbeat_seconds = seconds;
   }
   void handshake_complete() override { handshake_done = true; }
+  void pause_reading(bool p) override { reading_paused = p; }
+  bool reading_paused = false;
   void start_close_timer(uint32_t ms) override {
     close_timer_started = true;
     close_timer_ms = ms;
