@@ -187,6 +187,9 @@ void Broker::recover(persistence::Recovered r) {
     }
     v->bind(*src, dest, b.routing_key, table(b.arguments));
   }
+  for (const auto& d : r.delayed) {
+    if (VHost* v = find_vhost(d.vhost)) v->restore_delayed(d);
+  }
   last_message_id_ = std::max(last_message_id_, r.max_message_id);
   recovering_ = false;
 }

@@ -9,6 +9,12 @@
 namespace warren::broker {
 
 namespace {
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 std::string table_bytes(const amqp::FieldTable& t) {
   std::string out;
   amqp::Writer w(out);
@@ -332,9 +338,39 @@ bool VHost::route_delayed(Exchange* x, const MessagePtr& m, const std::string& r
     return false;
   }
   if (delay <= 0) return false;
-  const int64_t due = now_ms() + delay;
+  Delayed d{x->name, routing_key, m, 0};
+  if (x->durable && broker_->store()) {
+    // Kept across restarts, with a wall-clock due time so the delay runs while down.
+    d.store_id = broker_->next_message_id();
+    const int64_t due_unix = unix_ms() + delay;
+    broker_->persist([&](persistence::Store& s) {
+      s.put_delayed(d.store_id, name_, x->name, routing_key, due_unix, m->properties, m->body());
+    });
+    broker_->hold_until_committed(m);
+    // Marks the message as stored so the publisher's confirm waits for the commit.
+    m->store_id = d.store_id;
+  }
+  hold_delayed(now_ms() + delay, std::move(d));
+  return true;
+}
+
+void VHost::restore_delayed(const persistence::StoredDelayed& sd) {
+  MessagePtr m(new Message);
+  m->exchange = sd.exchange;
+  m->routing_key = sd.routing_key;
+  m->properties = sd.properties;
+  m->body_storage = sd.body;
+  try {
+    m->summary = amqp::summarize_properties(m->properties);
+  } catch (const amqp::DecodeError&) {
+  }
+  const int64_t wait = std::max<int64_t>(0, sd.due_unix_ms - unix_ms());
+  hold_delayed(now_ms() + wait, Delayed{sd.exchange, sd.routing_key, std::move(m), sd.id});
+}
+
+void VHost::hold_delayed(int64_t due, Delayed d) {
   const bool earliest = delayed_.empty() || due < delayed_.begin()->first;
-  delayed_.emplace(due, Delayed{x->name, routing_key, m});
+  delayed_.emplace(due, std::move(d));
   if (earliest) {
     if (!delayed_timer_) delayed_timer_ = std::make_unique<boost::asio::steady_timer>(broker_->executor());
     delayed_timer_->expires_at(std::chrono::steady_clock::time_point(std::chrono::milliseconds(due)));
@@ -342,7 +378,6 @@ bool VHost::route_delayed(Exchange* x, const MessagePtr& m, const std::string& r
       if (!ec) fire_delayed();
     });
   }
-  return true;
 }
 
 void VHost::fire_delayed() {
@@ -351,6 +386,11 @@ void VHost::fire_delayed() {
   while (!delayed_.empty() && delayed_.begin()->first <= now) {
     Delayed d = std::move(delayed_.begin()->second);
     delayed_.erase(delayed_.begin());
+    if (d.store_id) {
+      broker_->persist([&](persistence::Store& s) { s.delete_delayed(d.store_id); });
+      // From here on it is an ordinary message: durable queues store it afresh.
+      d.message->store_id = 0;
+    }
     Exchange* x = find_exchange(d.exchange);
     if (!x) continue;  // the exchange was deleted meanwhile
     route(x, *d.message, d.routing_key, targets);

@@ -84,6 +84,8 @@ class VHost {
   // An x-delayed-message exchange holds a message with a positive x-delay header until it
   // is due, then routes it. Returns true when the message was taken to be held.
   bool route_delayed(Exchange* x, const MessagePtr& m, const std::string& routing_key);
+  // Recovery: a stored delayed message, due at `due_unix_ms` (wall clock).
+  void restore_delayed(const persistence::StoredDelayed& d);
 
   // Cancels the timers of the vhost and its queues (broker shutdown).
   void cancel_timers();
@@ -116,7 +118,9 @@ class VHost {
     std::string exchange;
     std::string routing_key;
     MessagePtr message;
+    uint64_t store_id = 0;  // in the store while held (durable exchange)
   };
+  void hold_delayed(int64_t due, Delayed d);
   void fire_delayed();
   std::multimap<int64_t, Delayed> delayed_;  // by due time (steady ms)
   std::unique_ptr<boost::asio::steady_timer> delayed_timer_;

@@ -25,7 +25,7 @@
 namespace warren::persistence {
 namespace {
 
-constexpr int64_t kSchemaVersion = 1;
+constexpr int64_t kSchemaVersion = 2;
 constexpr std::string_view kApplication = "warren";
 // Set before the first table (SQLite cannot change it once the file is WAL). Larger than the
 // 4 KiB default so most 1-4 KiB messages fit in their leaf page without overflow chains.
@@ -91,6 +91,18 @@ CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
   UPDATE messages SET refs = refs - 1 WHERE id = OLD.message_id;
   DELETE FROM messages WHERE id = OLD.message_id AND refs <= 0;
 END;
+)sql"},
+    // 2: messages held by x-delayed-message exchanges until they are due.
+    {2, R"sql(
+CREATE TABLE delayed (
+  id INTEGER PRIMARY KEY,
+  vhost TEXT NOT NULL,
+  exchange TEXT NOT NULL,
+  routing_key TEXT NOT NULL,
+  due_unix_ms INTEGER NOT NULL,
+  properties BLOB NOT NULL,
+  body BLOB NOT NULL
+);
 )sql"},
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per version");
@@ -182,12 +194,21 @@ struct RemoveEntry {
 struct PurgeQueue {
   std::string vhost, queue;
 };
+struct PutDelayed {
+  uint64_t id;
+  std::string vhost, exchange, routing_key;
+  int64_t due_unix_ms;
+  std::string_view properties, body;
+};
+struct DeleteDelayed {
+  uint64_t id;
+};
 struct Sync {
   std::function<void(bool)> done;
 };
 using Op = std::variant<PutExchange, DeleteExchange, PutQueue, DeleteQueue, PutBinding,
                         DeleteBinding, PutMessage, AddEntry, MarkDelivered, RemoveEntry,
-                        PurgeQueue, Sync>;
+                        PurgeQueue, PutDelayed, DeleteDelayed, Sync>;
 
 }  // namespace
 
@@ -237,6 +258,8 @@ struct Store::Impl {
   bool apply(const MarkDelivered& o);
   bool apply(const RemoveEntry& o);
   bool apply(const PurgeQueue& o);
+  bool apply(const PutDelayed& o);
+  bool apply(const DeleteDelayed& o);
   bool apply(const Sync&) { return true; }
 
   void exec(const char* sql, const char* what);
@@ -254,6 +277,7 @@ struct Store::Impl {
     Stmt put_queue, delete_queue, delete_queue_bindings;
     Stmt put_binding, delete_binding;
     Stmt put_message, add_entry, mark_delivered, remove_entry, purge_queue;
+    Stmt put_delayed, delete_delayed;
   } stmts_;
 
   std::mutex mu_;
@@ -397,6 +421,10 @@ void Store::Impl::open_db() {
   s.remove_entry = Stmt(db_,
       "DELETE FROM entries WHERE vhost = ?1 AND queue = ?2 AND message_id = ?3");
   s.purge_queue = Stmt(db_, "DELETE FROM entries WHERE vhost = ?1 AND queue = ?2");
+  s.put_delayed = Stmt(db_,
+      "INSERT OR IGNORE INTO delayed (id, vhost, exchange, routing_key, due_unix_ms, "
+      "properties, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  s.delete_delayed = Stmt(db_, "DELETE FROM delayed WHERE id = ?1");
 }
 
 Recovered Store::Impl::recover() {
@@ -476,6 +504,21 @@ Recovered Store::Impl::recover() {
         if (r.messages.count(e.message_id)) current->push_back(e);
       }
       if (rc != SQLITE_DONE) throw_db("cannot read queue entries");
+    }
+    {
+      Stmt q(db_,
+             "SELECT id, vhost, exchange, routing_key, due_unix_ms, properties, body "
+             "FROM delayed ORDER BY due_unix_ms, id");
+      int rc;
+      while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+        auto* s = q.get();
+        const auto id = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+        r.delayed.push_back(StoredDelayed{id, column_bytes(s, 1), column_bytes(s, 2),
+                                          column_bytes(s, 3), sqlite3_column_int64(s, 4),
+                                          column_bytes(s, 5), column_bytes(s, 6)});
+        r.max_message_id = std::max(r.max_message_id, id);
+      }
+      if (rc != SQLITE_DONE) throw_db("cannot read delayed messages");
     }
     exec("COMMIT", "cannot finish reading");
   } catch (...) {
@@ -658,6 +701,24 @@ bool Store::Impl::apply(const RemoveEntry& o) {
   return run(s);
 }
 
+bool Store::Impl::apply(const PutDelayed& o) {
+  auto* s = stmts_.put_delayed.get();
+  bind_id(s, 1, o.id);
+  bind_text(s, 2, o.vhost);
+  bind_text(s, 3, o.exchange);
+  bind_text(s, 4, o.routing_key);
+  bind_int(s, 5, o.due_unix_ms);
+  bind_blob(s, 6, o.properties);
+  bind_blob(s, 7, o.body);
+  return run(s);
+}
+
+bool Store::Impl::apply(const DeleteDelayed& o) {
+  auto* s = stmts_.delete_delayed.get();
+  bind_id(s, 1, o.id);
+  return run(s);
+}
+
 bool Store::Impl::apply(const PurgeQueue& o) {
   auto* s = stmts_.purge_queue.get();
   bind_text(s, 1, o.vhost);
@@ -721,6 +782,14 @@ void Store::remove_entry(const std::string& vhost, const std::string& queue,
 void Store::purge_queue(const std::string& vhost, const std::string& queue) {
   impl_->enqueue(PurgeQueue{vhost, queue});
 }
+
+void Store::put_delayed(uint64_t id, const std::string& vhost, const std::string& exchange,
+                        const std::string& routing_key, int64_t due_unix_ms,
+                        std::string_view properties, std::string_view body) {
+  impl_->enqueue(PutDelayed{id, vhost, exchange, routing_key, due_unix_ms, properties, body});
+}
+
+void Store::delete_delayed(uint64_t id) { impl_->enqueue(DeleteDelayed{id}); }
 
 void Store::sync(std::function<void(bool ok)> done) { impl_->enqueue(Sync{std::move(done)}); }
 

@@ -73,6 +73,18 @@ struct StoredMessage {
   std::string body;
 };
 
+// A message an x-delayed-message exchange holds until `due_unix_ms` (wall clock, so the
+// delay keeps counting while the broker is down).
+struct StoredDelayed {
+  uint64_t id = 0;
+  std::string vhost;
+  std::string exchange;
+  std::string routing_key;
+  int64_t due_unix_ms = 0;
+  std::string properties;
+  std::string body;
+};
+
 struct Recovered {
   std::vector<StoredExchange> exchanges;
   std::vector<StoredQueue> queues;
@@ -80,7 +92,8 @@ struct Recovered {
   // Per (vhost, queue name): entries in seq order.
   std::map<std::pair<std::string, std::string>, std::vector<StoredEntry>> entries;
   std::map<uint64_t, StoredMessage> messages;
-  uint64_t max_message_id = 0;  // new ids must be larger
+  std::vector<StoredDelayed> delayed;  // by due time
+  uint64_t max_message_id = 0;  // new ids (messages and delayed) must be larger
 };
 
 // Where completions go: the broker posts them to its own thread.
@@ -117,6 +130,12 @@ class Store {
   // Removes the entry; the message row goes with its last entry.
   void remove_entry(const std::string& vhost, const std::string& queue, uint64_t message_id);
   void purge_queue(const std::string& vhost, const std::string& queue);
+
+  // Delayed messages. REQUIRES: the views stay valid until a later sync() callback has run.
+  void put_delayed(uint64_t id, const std::string& vhost, const std::string& exchange,
+                   const std::string& routing_key, int64_t due_unix_ms,
+                   std::string_view properties, std::string_view body);
+  void delete_delayed(uint64_t id);
 
   // `done(ok)` runs on the broker thread (through Poster) once every operation queued before
   // this call is durable (ok = true) or has failed (ok = false).

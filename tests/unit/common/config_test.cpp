@@ -155,13 +155,29 @@ TEST_CASE("bad values name the file, line and key") {
 TEST_CASE("unknown keys become warnings and loading goes on") {
   const Config c = load("cluster_formation.peer_discovery_backend = classic_config\n"
                         "heartbeat = 20\n"
-                        "vm_memory_high_watermark.relative = 0.6\n");
+                        "collect_statistics_interval = 5000\n");
   CHECK(c.heartbeat == 20);
   REQUIRE(c.warnings.size() == 2);
   CHECK(c.warnings[0].find("test.conf:1: ") == 0);
   CHECK(c.warnings[0].find("cluster_formation.peer_discovery_backend") != std::string::npos);
   CHECK(c.warnings[1].find("test.conf:3: ") == 0);
-  CHECK(c.warnings[1].find("vm_memory_high_watermark.relative") != std::string::npos);
+  CHECK(c.warnings[1].find("collect_statistics_interval") != std::string::npos);
+}
+
+TEST_CASE("resource alarm keys with RabbitMQ's size units") {
+  const Config c = load("vm_memory_high_watermark.relative = 0.4\n"
+                        "vm_memory_high_watermark.absolute = 2GiB\n"
+                        "disk_free_limit.absolute = 500MB\n");
+  CHECK(c.vm_memory_high_watermark_relative == doctest::Approx(0.4));
+  CHECK(c.vm_memory_high_watermark_absolute == (2ull << 30));
+  CHECK(c.disk_free_limit_absolute == 500'000'000ull);
+  CHECK(load("disk_free_limit.absolute = 1000\n").disk_free_limit_absolute == 1000);
+  CHECK(load("disk_free_limit.absolute = 3kb\n").disk_free_limit_absolute == 3000);
+  CHECK(c.warnings.empty());
+  CHECK_FALSE(error_of("vm_memory_high_watermark.relative = 1.5\n").empty());
+  CHECK_FALSE(error_of("vm_memory_high_watermark.relative = lots\n").empty());
+  CHECK_FALSE(error_of("disk_free_limit.absolute = 5XB\n").empty());
+  CHECK_FALSE(error_of("disk_free_limit.absolute = 99999999999999999999GB\n").empty());
 }
 
 TEST_CASE("load_config_file") {

@@ -1,6 +1,6 @@
 // persistence::Store (persistence/store.h) on a temporary data directory.
 // Concerns covered:
-//  - open() creates DATA_DIR/warren.db with meta application='warren', schema_version=1,
+//  - open() creates DATA_DIR/warren.db with meta application='warren', schema_version=2,
 //    WAL and the larger page size; reopening works and recovers nothing from an empty store;
 //  - open() refuses, with a StoreError and never a crash: a SQLite file without Warren's meta
 //    (or with another application's), random bytes, a text file, a newer schema_version;
@@ -179,7 +179,7 @@ TEST_CASE("a new data directory gets a Warren database with schema version 1") {
   {
     Db raw(db);
     CHECK(raw.text("SELECT value FROM meta WHERE key='application'") == "warren");
-    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "1");
+    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "2");
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
     CHECK(raw.text("PRAGMA page_size") == "8192");
   }
@@ -220,10 +220,10 @@ TEST_CASE("open refuses a newer schema version") {
   { reopen(dir); }
   {
     Db raw(dir.db());
-    raw.exec("UPDATE meta SET value = 2 WHERE key = 'schema_version'");
+    raw.exec("UPDATE meta SET value = 3 WHERE key = 'schema_version'");
   }
   const std::string err = open_error(dir);
-  CHECK(err.find("schema version 2") != std::string::npos);
+  CHECK(err.find("schema version 3") != std::string::npos);
   CHECK(err.find("newer") != std::string::npos);
 }
 
@@ -565,4 +565,51 @@ TEST_CASE("a failure injected with nothing to write fails the next sync") {
   s->inject_failure_for_tests();
   CHECK_FALSE(sync_now(*s, inbox));
   CHECK_FALSE(s->healthy());
+}
+
+TEST_CASE("a version 1 database is migrated to version 2 and keeps its data") {
+  TempDir dir;
+  {
+    Inbox inbox;
+    auto s = Store::open(dir.path.string(), inbox.poster());
+    s->recover();
+    s->put_queue(StoredQueue{"/", "kept", false, std::string("\x00\x00\x00\x00", 4)});
+    REQUIRE(sync_now(*s, inbox));
+  }
+  {
+    // Make it look like a file written by schema version 1.
+    Db raw(dir.db());
+    raw.exec("DROP TABLE delayed");
+    raw.exec("UPDATE meta SET value = 1 WHERE key = 'schema_version'");
+  }
+  {
+    Inbox inbox;
+    auto s = Store::open(dir.path.string(), inbox.poster());
+    auto r = s->recover();
+    REQUIRE(r.queues.size() == 1);
+    CHECK(r.queues[0].name == "kept");
+    CHECK(r.delayed.empty());
+    s->put_delayed(7, "/", "dx", "k", 123456, "props", "body");
+    REQUIRE(sync_now(*s, inbox));
+  }
+  {
+    Db raw(dir.db());
+    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "2");
+  }
+  Inbox inbox;
+  auto s = Store::open(dir.path.string(), inbox.poster());
+  auto r = s->recover();
+  REQUIRE(r.delayed.size() == 1);
+  CHECK(r.delayed[0].id == 7);
+  CHECK(r.delayed[0].exchange == "dx");
+  CHECK(r.delayed[0].due_unix_ms == 123456);
+  CHECK(r.delayed[0].properties == "props");
+  CHECK(r.delayed[0].body == "body");
+  CHECK(r.max_message_id >= 7);
+  s->delete_delayed(7);
+  REQUIRE(sync_now(*s, inbox));
+  s.reset();
+  Inbox inbox2;
+  auto s2 = Store::open(dir.path.string(), inbox2.poster());
+  CHECK(s2->recover().delayed.empty());
 }
