@@ -340,3 +340,41 @@ def test_delayed_messages_survive_restart(durable_broker):
     time.sleep(0.3)
     assert drain(ch, "due") == []
     c.close()
+
+
+def test_database_space_is_reused(durable_broker):
+    """Consumed messages' space is reused: rounds of publish-then-ack do not grow the file."""
+    b = durable_broker
+    c = connect(b)
+    ch = c.channel()
+    ch.confirm_delivery()
+    ch.queue_declare("churn", durable=True)
+    body = b"z" * 4096
+    sizes = []
+
+    def db_size():
+        total = 0
+        for name in ("warren.db", "warren.db-wal"):
+            p = os.path.join(b.data_dir, name)
+            if os.path.exists(p):
+                total += os.path.getsize(p)
+        return total
+
+    for _ in range(4):
+        for i in range(1500):
+            ch.basic_publish("", "churn", body, PERSISTENT)
+        got = 0
+        for method, _, _ in ch.consume("churn", inactivity_timeout=2):
+            if method is None:
+                break
+            got += 1
+            if got % 100 == 0 or got == 1500:
+                ch.basic_ack(method.delivery_tag, multiple=True)
+            if got == 1500:
+                break
+        ch.cancel()
+        ch.queue_declare("churn", durable=True, passive=True)
+        time.sleep(0.3)
+        sizes.append(db_size())
+    assert sizes[-1] <= sizes[0] * 1.5 + 8 * 1024 * 1024, sizes
+    c.close()
