@@ -232,9 +232,7 @@ void Channel::release() {
   unacked_live_ = 0;
   tx_publishes_.clear();
   tx_settles_.clear();
-  std::sort(touched.begin(), touched.end());
-  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-  for (Queue* q : touched) q->dispatch();
+  dispatch_each(touched);
 }
 
 std::string Channel::queue_name_or_last(std::string_view name) {
@@ -911,13 +909,9 @@ bool Channel::publish(const std::string& exchange, const std::string& routing_ke
     no_route();
     return true;
   }
+  // enqueue() may dead-letter, which routes through the vhost's own scratch, not this one.
   bool accepted = true;
-  // enqueue() may dead-letter and so route again: iterate over a copy.
-  std::vector<Queue*> targets;
-  targets.swap(route_scratch_);
-  for (Queue* q : targets) accepted = q->enqueue(msg) && accepted;
-  targets.clear();
-  targets.swap(route_scratch_);
+  for (Queue* q : route_scratch_) accepted = q->enqueue(msg) && accepted;
   return accepted;
 }
 
@@ -1026,17 +1020,30 @@ void Channel::deliver(Consumer& c, Queue& q, QueueEntry e) {
   }
 }
 
-void Channel::on_settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue) {
-  // Validate now so an unknown tag fails at once, in or out of a transaction.
-  if (!(multiple && tag == 0)) {
-    auto it = std::lower_bound(unacked_.begin(), unacked_.end(), tag,
-                               [](const Unacked& u, uint64_t t) { return u.tag < t; });
-    if (it == unacked_.end() || it->tag != tag || it->settled) {
-      throw ChannelError(ReplyCode::kPreconditionFailed,
-                         "unknown delivery tag " + std::to_string(tag));
-    }
+std::deque<Channel::Unacked>::iterator Channel::find_unacked(uint64_t tag) {
+  auto it = std::lower_bound(unacked_.begin(), unacked_.end(), tag,
+                             [](const Unacked& u, uint64_t t) { return u.tag < t; });
+  return it != unacked_.end() && it->tag == tag && !it->settled ? it : unacked_.end();
+}
+
+std::deque<Channel::Unacked>::iterator Channel::unacked_or_throw(uint64_t tag) {
+  auto it = find_unacked(tag);
+  if (it == unacked_.end()) {
+    throw ChannelError(ReplyCode::kPreconditionFailed, "unknown delivery tag " + std::to_string(tag));
   }
+  return it;
+}
+
+void Channel::dispatch_each(std::vector<Queue*>& queues) {
+  std::sort(queues.begin(), queues.end());
+  queues.erase(std::unique(queues.begin(), queues.end()), queues.end());
+  for (Queue* q : queues) q->dispatch();
+}
+
+void Channel::on_settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue) {
   if (tx_mode_) {
+    // An unknown tag fails at once, not at commit.
+    if (!(multiple && tag == 0)) unacked_or_throw(tag);
     tx_settles_.push_back(TxSettle{kind, tag, multiple, requeue});
     return;
   }
@@ -1056,9 +1063,10 @@ void Channel::settle_one(Unacked& u, SettleKind kind, bool requeue) {
   }
 }
 
-void Channel::settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue) {
+void Channel::settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue, bool check) {
   std::vector<Queue*> touched;
   if (multiple) {
+    if (check && tag != 0) unacked_or_throw(tag);  // RabbitMQ refuses an unknown tag
     for (auto& u : unacked_) {
       if (tag != 0 && u.tag > tag) break;
       if (u.settled) continue;
@@ -1066,20 +1074,13 @@ void Channel::settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue)
       touched.push_back(u.queue.get());
     }
   } else {
-    auto it = std::lower_bound(unacked_.begin(), unacked_.end(), tag,
-                               [](const Unacked& u, uint64_t t) { return u.tag < t; });
-    if (it == unacked_.end() || it->tag != tag || it->settled) {
-      throw ChannelError(ReplyCode::kPreconditionFailed,
-                         "unknown delivery tag " + std::to_string(tag));
-    }
+    auto it = unacked_or_throw(tag);
     settle_one(*it, kind, requeue);
     touched.push_back(it->queue.get());
   }
   trim_unacked();
   // Credit came back (and requeued messages wait): let the queues deliver again.
-  std::sort(touched.begin(), touched.end());
-  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-  for (Queue* q : touched) q->dispatch();
+  dispatch_each(touched);
   if (channel_prefetch_ != 0) kick_consumers();
 }
 
@@ -1106,9 +1107,7 @@ void Channel::on_basic_recover(bool requeue) {
     touched.push_back(u.queue.get());
   }
   trim_unacked();
-  std::sort(touched.begin(), touched.end());
-  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-  for (Queue* q : touched) q->dispatch();
+  dispatch_each(touched);
 }
 
 void Channel::on_tx_commit() {
@@ -1122,12 +1121,10 @@ void Channel::on_tx_commit() {
   for (auto& p : pubs) publish(p.exchange, p.routing_key, p.mandatory, p.message);
   for (auto& s : settles) {
     // A tag settled by an earlier multiple in the same transaction is already done.
-    if (!s.multiple) {
-      auto it = std::lower_bound(unacked_.begin(), unacked_.end(), s.tag,
-                                 [](const Unacked& u, uint64_t t) { return u.tag < t; });
-      if (it == unacked_.end() || it->tag != s.tag || it->settled) continue;
-    }
-    settle(s.kind, s.tag, s.multiple, s.requeue);
+    // Tags were checked when the client sent them; one may have been settled since by an
+    // earlier multiple in the same transaction.
+    if (!s.multiple && find_unacked(s.tag) == unacked_.end()) continue;
+    settle(s.kind, s.tag, s.multiple, s.requeue, /*check=*/false);
   }
   reply(amqp::TxCommitOk{});
 }

@@ -130,10 +130,15 @@ class Channel {
   // queue refused it.
   bool publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
                const MessagePtr& msg);
-  void settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue);
+  void settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue, bool check = true);
   void settle_one(Unacked& u, SettleKind kind, bool requeue);
   void cancel_consumer(const std::string& tag, bool notify_client);
   void trim_unacked();
+  // The unsettled delivery with this tag, or end() / a 406 "unknown delivery tag".
+  std::deque<Unacked>::iterator find_unacked(uint64_t tag);
+  std::deque<Unacked>::iterator unacked_or_throw(uint64_t tag);
+  // Lets each queue (once) deliver again after credit came back or messages were requeued.
+  static void dispatch_each(std::vector<Queue*>& queues);
   // Returns false when any target queue refused the message (x-overflow reject-publish).
   bool route_and_enqueue(const std::string& exchange, const std::string& routing_key,
                          bool mandatory, const MessagePtr& msg);

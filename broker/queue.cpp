@@ -347,11 +347,6 @@ bool Queue::has_exclusive_consumer() const {
                      [](const Consumer* c) { return c->exclusive; });
 }
 
-Consumer* Queue::active_consumer() const {
-  if (!settings_.single_active_consumer || consumers_.empty()) return nullptr;
-  return consumers_.front();
-}
-
 Consumer* Queue::pick_consumer() {
   const size_t n = consumers_.size();
   if (settings_.single_active_consumer) {

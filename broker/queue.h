@@ -105,8 +105,6 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   // Delivers ready messages to consumers with credit: highest consumer priority first,
   // round-robin within a priority; only the active consumer with x-single-active-consumer.
   void dispatch();
-  // The consumer that receives messages under single-active-consumer, or null.
-  Consumer* active_consumer() const;
 
   // Redeclaration, basic.get and consumer changes count as use (x-expires).
   void touch();

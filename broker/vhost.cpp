@@ -236,13 +236,6 @@ bool VHost::unbind(Exchange& source, exchange::Destination dest, std::string_vie
   return false;
 }
 
-bool VHost::has_bindings_to(exchange::Destination dest) const {
-  for (const auto& [name, x] : exchanges_)
-    for (const auto& b : x->bindings)
-      if (b.destination == dest) return true;
-  return false;
-}
-
 void VHost::route(Exchange* x, const Message& m, std::string_view routing_key,
                   std::vector<Queue*>& out) {
   out.clear();
@@ -269,8 +262,9 @@ void VHost::route(Exchange* x, const Message& m, std::string_view routing_key,
     }
     return &props->headers;
   };
-  std::vector<uint32_t> visited;
-  route_into(*x, m, routing_key, in, out, visited);
+  visited_.clear();
+  scratch_.clear();
+  route_into(*x, m, routing_key, in, out);
   if (out.size() > 1) {
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());
@@ -278,22 +272,26 @@ void VHost::route(Exchange* x, const Message& m, std::string_view routing_key,
 }
 
 void VHost::route_into(Exchange& x, const Message& m, std::string_view routing_key,
-                       const exchange::RoutingInput& in, std::vector<Queue*>& out,
-                       std::vector<uint32_t>& visited) {
-  if (std::find(visited.begin(), visited.end(), x.id) != visited.end()) return;
-  visited.push_back(x.id);
-  std::vector<exchange::Destination> dests;
-  x.impl->route(in, dests);
-  for (const auto& d : dests) {
+                       const exchange::RoutingInput& in, std::vector<Queue*>& out) {
+  if (std::find(visited_.begin(), visited_.end(), x.id) != visited_.end()) return;
+  visited_.push_back(x.id);
+  // This exchange's destinations go at the end of scratch_; nested exchanges append after
+  // them, so the range is walked by index (the vector may grow) and dropped at the end.
+  const size_t begin = scratch_.size();
+  x.impl->route(in, scratch_);
+  const size_t end = scratch_.size();
+  for (size_t i = begin; i < end; ++i) {
+    const exchange::Destination d = scratch_[i];
     if (d.is_exchange) {
-      if (Exchange* next = exchange_by_id(d.id)) route_into(*next, m, routing_key, in, out, visited);
+      if (Exchange* next = exchange_by_id(d.id)) route_into(*next, m, routing_key, in, out);
     } else if (Queue* q = queue_by_id(d.id)) {
       out.push_back(q);
     }
   }
+  scratch_.resize(begin);
   // Unroutable here: the alternate exchange gets it (RabbitMQ's alternate-exchange).
-  if (dests.empty() && !x.alternate.empty()) {
-    if (Exchange* ae = find_exchange(x.alternate)) route_into(*ae, m, routing_key, in, out, visited);
+  if (begin == end && !x.alternate.empty()) {
+    if (Exchange* ae = find_exchange(x.alternate)) route_into(*ae, m, routing_key, in, out);
   }
 }
 

@@ -32,6 +32,7 @@ SCENARIOS = [
     "exclusive_queue_locked",
     "recover_requeues",
     "dead_letter_x_death",
+    "update_secret",
     "message_ttl_expired",
     "priority_queue",
     "reject_publish_confirms",

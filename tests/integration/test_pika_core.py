@@ -1889,6 +1889,25 @@ def test_tx_ack_applied_on_commit(conn, ch, uniq, janitor):
     assert c2.basic_get(q, auto_ack=True)[2] == b"m1"
 
 
+def test_tx_single_then_multiple_ack_of_same_tag_commits(conn, ch, uniq, janitor):
+    """Within one transaction, ack(t) then ack(t, multiple) is valid when sent (t is still
+    unacked until the commit) and the commit applies both without an error."""
+    q = janitor.queue(uniq)
+    ch.queue_declare(q)
+    publish_n(ch, "", q, 3)
+    wait_message_count(ch, q, 3)
+    ch.tx_select()
+    tags = [ch.basic_get(q)[0].delivery_tag for _ in range(2)]
+    ch.basic_ack(tags[1])
+    ch.basic_ack(tags[1], multiple=True)
+    ch.tx_commit()
+    assert ch.is_open
+    ch.close()
+    c2 = conn.channel()
+    assert wait_message_count(c2, q, 1) == 1
+    assert c2.basic_get(q, auto_ack=True)[2] == b"m2"
+
+
 def test_tx_ack_undone_on_rollback(conn, ch, uniq, janitor):
     q = janitor.queue(uniq)
     ch.queue_declare(q)

@@ -590,6 +590,20 @@ const scenarios = {
     });
   },
 
+  // connection.update-secret (RabbitMQ's extension): answered with update-secret-ok and the
+  // connection keeps working.
+  async update_secret(url) {
+    const conn = await connect(url);
+    await conn.updateSecret(Buffer.from('guest'), 'token refreshed');
+    const ch = await channel(conn);
+    const q = name('secret');
+    await queue(ch, q, { exclusive: true });
+    ch.sendToQueue(q, Buffer.from('after-update'));
+    const m = await getOne(ch, q);
+    assert.equal(m.content.toString(), 'after-update');
+    await conn.close();
+  },
+
   async message_ttl_expired(url) {
     const conn = await connect(url);
     const ch = await channel(conn);
