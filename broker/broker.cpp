@@ -77,6 +77,24 @@ void Broker::check_alarms() {
     limit = static_cast<uint64_t>(static_cast<double>(ram) * config_.vm_memory_high_watermark_relative);
   }
   const bool memory = rss > limit;
+  const bool pressure =
+      rss > static_cast<uint64_t>(static_cast<double>(limit) *
+                                  config_.vm_memory_high_watermark_paging_ratio);
+  if (pressure != memory_pressure_) {
+    memory_pressure_ = pressure;
+    if (pressure) WLOG_INFO("memory use {} bytes is above the paging threshold: paging queues out", rss);
+  }
+  if (pressure && store_) {
+    // Transient messages go to the store too, as RabbitMQ pages under memory pressure.
+    uint64_t paged = 0;
+    for (auto& [vname, v] : vhosts_) {
+      for (auto& [qname, q] : v->queues()) {
+        if (q->memory_bytes() > 0) paged += q->page_out_to(std::min<uint64_t>(
+                                                 q->memory_bytes(), 1u << 20));
+      }
+    }
+    if (paged) WLOG_DEBUG("paged out {} bytes of queued messages", paged);
+  }
   // Disk: free space where the data lives, and a store that failed to write.
   bool disk = store_ && !store_->healthy();
   struct statvfs vfs {};
@@ -112,6 +130,7 @@ void Broker::tick() {
     last_alarm_check_ = now;
     check_alarms();
   }
+  if (!store_waiters_.empty() && !store_congested()) release_store_waiters();
   std::vector<Connection*> all(connections_.begin(), connections_.end());
   for (Connection* c : all) c->check_consumer_timeouts(now);
   const uint64_t period = std::clamp<uint64_t>(config_.consumer_timeout_ms / 4, 20, 200);
@@ -126,11 +145,28 @@ void Broker::hold_until_committed(MessagePtr m) {
     // After the current batch of work, one sync releases everything put meanwhile.
     boost::asio::post(executor_, [this] {
       if (!store_ || in_flight_.empty()) return;
-      store_->sync([held = std::move(in_flight_)](bool) {});
+      store_->sync([this, held = std::move(in_flight_), bytes = in_flight_bytes_](bool) {
+        held_bytes_ -= std::min(held_bytes_, bytes);
+        if (!store_waiters_.empty() && held_bytes_ < config_.store_backlog_limit / 2) {
+          release_store_waiters();
+        }
+      });
       in_flight_.clear();
+      in_flight_bytes_ = 0;
     });
   }
+  const uint64_t size = m->body_size() + m->properties.size();
+  in_flight_bytes_ += size;
+  held_bytes_ += size;
   in_flight_.push_back(std::move(m));
+}
+
+void Broker::release_store_waiters() {
+  auto waiters = std::move(store_waiters_);
+  store_waiters_.clear();
+  for (Connection* c : waiters) {
+    if (connections_.count(c)) c->flow_resume();
+  }
 }
 
 void Broker::recover(persistence::Recovered r) {
@@ -168,7 +204,11 @@ void Broker::recover(persistence::Recovered r) {
     if (it == r.entries.end()) continue;
     for (const auto& e : it->second) {
       auto m = messages.find(e.message_id);
-      if (m != messages.end()) queue->restore(m->second, e.seq, e.delivered);
+      if (m != messages.end()) queue->restore(m->second, e.seq, e.delivered, e.expires_unix_ms);
+    }
+    if (auto p = r.paged.find({q.vhost, q.name}); p != r.paged.end()) {
+      queue->restore_paged(p->second.count, p->second.bytes, p->second.from_seq,
+                           p->second.max_seq);
     }
   }
   for (const auto& b : r.bindings) {

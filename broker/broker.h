@@ -46,9 +46,22 @@ class Broker {
     f(*store_);
   }
   uint64_t store_writes() const { return store_writes_; }
+  // The store for paging (swap writes are not counted as durable writes), or null when there
+  // is none or recovery is running.
+  persistence::Store* paging_store() const { return recovering_ ? nullptr : store_; }
+  // Memory use is above vm_memory_high_watermark_paging_ratio of the watermark: queues keep
+  // little in memory and page the rest out.
+  bool memory_pressure() const { return memory_pressure_; }
   uint64_t next_message_id() { return ++last_message_id_; }
   // Keeps a message whose bytes the writer thread reads alive until they are committed.
   void hold_until_committed(MessagePtr m);
+  // Flow control: more than `store_backlog_limit` bytes wait for the writer thread (the
+  // disk is slower than the publishers). A connection that publishes meanwhile stops being
+  // read until the backlog is under half of it, so memory does not run away.
+  bool store_congested() const { return held_bytes_ > config_.store_backlog_limit; }
+  uint64_t store_backlog_bytes() const { return held_bytes_; }
+  void wait_for_store(Connection* c) { store_waiters_.insert(c); }
+  void forget_store_waiter(Connection* c) { store_waiters_.erase(c); }
   // Resource alarms (memory high watermark, disk free limit, failed store).
   bool alarmed() const { return memory_alarm_ || disk_alarm_; }
   std::string alarm_reason() const;
@@ -101,7 +114,12 @@ class Broker {
   uint64_t store_writes_ = 0;
   uint64_t last_message_id_ = 0;
   std::vector<MessagePtr> in_flight_;
+  uint64_t in_flight_bytes_ = 0;  // of in_flight_
+  uint64_t held_bytes_ = 0;       // of every message held until a commit
+  std::set<Connection*> store_waiters_;
+  void release_store_waiters();
   bool memory_alarm_ = false;
+  bool memory_pressure_ = false;
   bool disk_alarm_ = false;
   int64_t last_alarm_check_ = 0;
   void tick();

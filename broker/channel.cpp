@@ -807,6 +807,7 @@ void Channel::on_basic_publish(const amqp::BasicPublish& m, amqp::Command& cmd) 
   }
   const bool accepted = publish(msg->exchange, msg->routing_key, m.mandatory, msg);
   if (confirm_mode_) record_confirm(accepted, msg->store_id != 0);
+  if (conn_.broker().store_congested()) conn_.flow_pause();
 }
 
 void Channel::record_confirm(bool ack, bool needs_commit) {
@@ -977,6 +978,27 @@ void Channel::check_consumer_timeout(int64_t now) {
 void Channel::on_basic_get(const amqp::BasicGet& m) {
   Queue& q = queue_for(queue_name_or_last(m.queue));
   auto e = q.get(!m.no_ack);
+  if (!e && q.head_paged_out()) {
+    // RabbitMQ reads the message from disk before answering; so does Warren, without
+    // blocking the thread: later frames of this connection wait until the batch is in.
+    conn_.hold_input();
+    q.when_loaded([this, alive = std::weak_ptr<int>(alive_), queue = std::string(q.name()),
+                   no_ack = m.no_ack] {
+      if (alive.expired()) return;
+      conn_.release_input();
+      amqp::BasicGet again;
+      again.queue = queue;
+      again.no_ack = no_ack;
+      try {
+        on_basic_get(again);
+      } catch (amqp::ChannelError& e) {  // the queue went meanwhile
+        e.class_id = amqp::BasicGet::kClassId;
+        e.method_id = amqp::BasicGet::kMethodId;
+        begin_close(e);
+      }
+    });
+    return;
+  }
   if (!e) {
     reply(amqp::BasicGetEmpty{});
     return;

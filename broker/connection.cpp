@@ -35,6 +35,7 @@ Connection::Connection(Broker& broker, Transport& transport, std::string peer,
 
 Connection::~Connection() {
   release_channels();
+  broker_.forget_store_waiter(this);
   broker_.unregister_connection(this);
 }
 
@@ -73,7 +74,7 @@ size_t Connection::on_bytes(const uint8_t* data, size_t len) {
       send_start(v08);
       state_ = State::kAwaitStartOk;
     }
-    while (used < len && state_ != State::kClosed) {
+    while (used < len && state_ != State::kClosed && !input_held_) {
       amqp::Frame f;
       size_t n = parser_.parse(data + used, len - used, f);
       if (n == 0) break;
@@ -102,6 +103,20 @@ void Connection::end_of_input_batch() {
   if (published_ && !blocked_ && broker_.alarmed()) apply_alarm(true, broker_.alarm_reason());
 }
 
+void Connection::flow_pause() {
+  if (flow_paused_ || state_ != State::kOpen) return;
+  flow_paused_ = true;
+  WLOG_DEBUG("connection {}: flow (store backlog {} bytes)", peer_, broker_.store_backlog_bytes());
+  broker_.wait_for_store(this);
+  transport_.pause_reading(true);
+}
+
+void Connection::flow_resume() {
+  if (!flow_paused_) return;
+  flow_paused_ = false;
+  if (!blocked_) transport_.pause_reading(false);
+}
+
 void Connection::apply_alarm(bool alarmed, const std::string& reason) {
   if (state_ != State::kOpen) return;
   if (alarmed && published_ && !blocked_) {
@@ -115,7 +130,7 @@ void Connection::apply_alarm(bool alarmed, const std::string& reason) {
   } else if (!alarmed && blocked_) {
     blocked_ = false;
     if (client_capability("connection.blocked")) send_method(0, amqp::ConnectionUnblocked{});
-    transport_.pause_reading(false);
+    if (!flow_paused_) transport_.pause_reading(false);
   }
 }
 

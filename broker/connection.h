@@ -56,6 +56,20 @@ class Connection {
   // it advertises the capability) and is not read while the alarm lasts.
   void apply_alarm(bool alarmed, const std::string& reason);
   void note_publish() { published_ = true; }
+  // Flow control (RabbitMQ's "flow" connection state): stop reading this publisher until
+  // the broker catches up; flow_resume() reads again unless an alarm still blocks it.
+  void flow_pause();
+  void flow_resume();
+  bool in_flow() const { return flow_paused_; }
+  // Stops handling frames after the current one until release_input() (see Transport).
+  void hold_input() {
+    input_held_ = true;
+    transport_.hold_input(true);
+  }
+  void release_input() {
+    input_held_ = false;
+    transport_.hold_input(false);
+  }
   bool blocked() const { return blocked_; }
   // Drops the socket at once (broker shutdown).
   void abort_transport() { transport_.abort(); }
@@ -129,6 +143,8 @@ class Connection {
   bool released_ = false;
   bool published_ = false;
   bool blocked_ = false;
+  bool input_held_ = false;
+  bool flow_paused_ = false;
 
   std::unordered_map<uint16_t, std::unique_ptr<Channel>> channels_;
   // Content methods arriving on channels that are not open are assembled before they are

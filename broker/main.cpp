@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
     store = persistence::Store::open(cfg.data_dir, [&io](std::function<void()> f) {
       boost::asio::post(io, std::move(f));
     });
-    auto recovered = store->recover();
+    auto recovered = store->recover(cfg.queue_memory_limit);
     WLOG_INFO("recovered {} durable exchanges, {} durable queues, {} bindings and {} messages "
               "from {}/warren.db",
               recovered.exchanges.size(), recovered.queues.size(), recovered.bindings.size(),

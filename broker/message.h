@@ -28,6 +28,9 @@ struct Message : boost::intrusive_ref_counter<Message, boost::thread_unsafe_coun
   amqp::PropertySummary summary;
   int64_t ttl_ms = -1;     // the expiration property, parsed; -1 = none
   uint64_t store_id = 0;   // id in the durable store; 0 = not stored
+  // Id of its row when a queue paged it out as swap space (a transient message or a
+  // non-durable queue); 0 = never paged. Separate from store_id: that row is durable state.
+  uint64_t swap_id = 0;
 
   std::string_view body() const {
     return body_owner ? body_owner->body() : std::string_view(body_storage);

@@ -10,6 +10,24 @@
 
 namespace warren::broker {
 
+namespace {
+// Paging batches: a load reads at most this many entries / bytes of bodies, and starts when
+// fewer than kLoadLowWater ready entries are left in memory. Memory may exceed the queue's
+// limit by one batch before the tail is paged out again, so loads and page-outs never chase
+// each other.
+constexpr size_t kLoadCount = 2048;
+constexpr uint64_t kLoadBytes = 4u << 20;
+constexpr size_t kLoadLowWater = kLoadCount / 2;
+// What a queue keeps in memory under memory pressure.
+constexpr uint64_t kPressureKeepBytes = 1u << 20;
+
+int64_t unix_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -52,6 +70,7 @@ QueueSettings QueueSettings::from_arguments(const amqp::FieldTable& args) {
   if (const amqp::FieldValue* v = args.find("x-single-active-consumer")) {
     s.single_active_consumer = v->as_bool().value_or(false);
   }
+  s.lazy = str_arg("x-queue-mode") == "lazy";
   return s;
 }
 
@@ -67,9 +86,132 @@ Queue::Queue(VHost& vhost, uint32_t id, std::string name, bool durable, bool exc
       settings_(QueueSettings::from_arguments(arguments_)),
       owner_(owner),
       ready_(settings_.max_priority + 1u) {
+  memory_limit_ = settings_.lazy ? 0 : vhost.broker().config().queue_memory_limit;
   if (settings_.expires) {
     touch();
   }
+}
+
+bool Queue::pageable() const {
+  return settings_.max_priority == 0 && !settings_.max_length && !settings_.max_length_bytes &&
+         vhost_->broker().paging_store() != nullptr;
+}
+
+uint64_t Queue::memory_limit() const {
+  return vhost_->broker().memory_pressure() ? std::min(memory_limit_, kPressureKeepBytes)
+                                            : memory_limit_;
+}
+
+void Queue::page_out(QueueEntry& e) {
+  persistence::Store& store = *vhost_->broker().paging_store();
+  Message& m = *e.message;
+  const bool durable_entry = stores(m) && m.store_id != 0;  // its row exists already
+  if (!durable_entry) {
+    // Swap space: written once per message (OR IGNORE when another queue paged it too; the
+    // row comes back if that queue's entry already took it away).
+    Broker& b = vhost_->broker();
+    if (m.swap_id == 0) m.swap_id = b.next_message_id();
+    store.put_message(m.swap_id, m.exchange, m.routing_key, m.properties, m.body());
+    b.hold_until_committed(e.message);
+    int64_t expires_unix = 0;
+    if (e.expires_at) expires_unix = e.expires_at - now_ms() + unix_now_ms();
+    store.add_entry(vhost_->name(), name_,
+                    persistence::StoredEntry{m.swap_id, e.seq, e.redelivered, true, expires_unix});
+  }
+  if (paged_count_ == 0 || e.seq < paged_from_seq_) paged_from_seq_ = e.seq;
+  ++paged_count_;
+  paged_bytes_ += m.body_size();
+}
+
+uint64_t Queue::page_out_to(uint64_t keep_bytes) {
+  if (loading_ || deleted_ || !pageable()) return 0;
+  auto& bucket = ready_[0];
+  uint64_t paged = 0;
+  while (memory_bytes() > keep_bytes && !bucket.empty() && bucket.back().seq > max_handed_seq_) {
+    QueueEntry e = std::move(bucket.back());
+    bucket.pop_back();
+    --ready_count_;
+    ready_bytes_ -= e.message->body_size();
+    if (e.expires_at) --entries_with_expiry_;
+    paged += e.message->body_size();
+    page_out(e);
+  }
+  return paged;
+}
+
+void Queue::restore_paged(uint64_t count, uint64_t bytes, uint64_t from_seq, uint64_t max_seq) {
+  paged_count_ = count;
+  paged_bytes_ = bytes;
+  paged_from_seq_ = from_seq;
+  next_seq_ = std::max(next_seq_, max_seq + 1);
+}
+
+void Queue::maybe_load() {
+  if (paged_count_ == 0 || loading_ || deleted_ || ready_count_ >= kLoadLowWater) return;
+  persistence::Store* store = vhost_->broker().paging_store();
+  if (!store) return;
+  loading_ = true;
+  store->load_entries(vhost_->name(), name_, paged_from_seq_, kLoadCount, kLoadBytes,
+                      [self = QueuePtr(this), epoch = page_epoch_](
+                          std::vector<persistence::LoadedEntry> entries, bool) {
+                        if (self->deleted_ || epoch != self->page_epoch_) return;
+                        self->loaded(std::move(entries));
+                      });
+}
+
+void Queue::when_loaded(std::function<void()> f) {
+  load_waiters_.push_back(std::move(f));
+  maybe_load();
+}
+
+void Queue::loaded(std::vector<persistence::LoadedEntry> entries) {
+  loading_ = false;
+  // Waiters run after this batch is in place (and after consumers had their turn).
+  struct RunWaiters {
+    Queue* q;
+    ~RunWaiters() {
+      auto waiters = std::move(q->load_waiters_);
+      q->load_waiters_.clear();
+      for (auto& w : waiters) w();
+    }
+  } run_waiters{this};
+  if (entries.empty()) {
+    // Nothing left where the count says there is: trust the store.
+    paged_count_ = 0;
+    paged_bytes_ = 0;
+    return;
+  }
+  const int64_t steady_minus_unix = now_ms() - unix_now_ms();
+  for (auto& le : entries) {
+    MessagePtr m(new Message);
+    m->exchange = std::move(le.message.exchange);
+    m->routing_key = std::move(le.message.routing_key);
+    m->properties = std::move(le.message.properties);
+    m->body_storage = std::move(le.message.body);
+    try {
+      m->summary = amqp::summarize_properties(m->properties);
+    } catch (const amqp::DecodeError&) {
+    }
+    // A durable entry stays durable; a swap entry was deleted by the read.
+    if (!le.entry.transient) m->store_id = le.entry.message_id;
+    QueueEntry e;
+    e.seq = le.entry.seq;
+    e.redelivered = le.entry.delivered;
+    if (le.entry.expires_unix_ms) {
+      e.expires_at = std::max<int64_t>(1, le.entry.expires_unix_ms + steady_minus_unix);
+    }
+    const uint64_t size = m->body_size();
+    e.message = std::move(m);
+    push(std::move(e));
+    --paged_count_;
+    paged_bytes_ -= std::min(paged_bytes_, size);
+    if (paged_count_ == 0) break;
+  }
+  paged_from_seq_ = entries.back().entry.seq + 1;
+  if (paged_count_ == 0) paged_bytes_ = 0;
+  if (!consumers_.empty()) dispatch();
+  if (entries_with_expiry_) arm_ttl_timer();
+  maybe_load();
 }
 
 Queue::~Queue() = default;
@@ -156,13 +298,22 @@ bool Queue::enqueue(MessagePtr m) {
         });
         b.hold_until_committed(e.message);
       }
+      const int64_t expires_unix = e.expires_at ? e.expires_at - now + unix_now_ms() : 0;
       b.persist([&](persistence::Store& s) {
-        s.add_entry(vhost_->name(), name_, persistence::StoredEntry{msg.store_id, e.seq, false});
+        s.add_entry(vhost_->name(), name_,
+                    persistence::StoredEntry{msg.store_id, e.seq, false, false, expires_unix});
       });
     }
   }
+  if (paged_count_ > 0) {
+    // Older messages are paged out: this one goes behind them, in the store.
+    page_out(e);
+    maybe_load();
+    return true;
+  }
   push(std::move(e));
   if (!consumers_.empty()) dispatch();
+  if (memory_bytes() > memory_limit() + kLoadBytes && pageable()) page_out_to(memory_limit());
   if (ttl == 0) {
     // "Deliver now or drop": what no consumer took at once expires now.
     expire_head(now + 1);
@@ -262,7 +413,7 @@ void Queue::ack(QueueEntry& e) {
   e.message.reset();
 }
 
-void Queue::restore(const MessagePtr& m, uint64_t seq, bool delivered) {
+void Queue::restore(const MessagePtr& m, uint64_t seq, bool delivered, int64_t expires_unix_ms) {
   QueueEntry e;
   e.message = m;
   e.seq = seq;
@@ -270,7 +421,12 @@ void Queue::restore(const MessagePtr& m, uint64_t seq, bool delivered) {
   if (settings_.max_priority > 0 && m->summary.has_priority) {
     e.priority = std::min(m->summary.priority, settings_.max_priority);
   }
-  if (settings_.message_ttl) e.expires_at = now_ms() + *settings_.message_ttl;
+  if (expires_unix_ms) {
+    // The deadline kept counting while the broker was down.
+    e.expires_at = std::max<int64_t>(1, expires_unix_ms - unix_now_ms() + now_ms());
+  } else if (settings_.message_ttl) {
+    e.expires_at = now_ms() + *settings_.message_ttl;  // stored before deadlines were kept
+  }
   next_seq_ = std::max(next_seq_, seq + 1);
   push(std::move(e));
 }
@@ -292,8 +448,13 @@ void Queue::reject(QueueEntry e) {
 std::optional<QueueEntry> Queue::get(bool ack_required) {
   touch();
   if (entries_with_expiry_) expire_head(now_ms());
-  if (empty()) return std::nullopt;
+  if (empty()) {
+    maybe_load();  // a basic.get racing a load sees an empty head; the next one will not
+    return std::nullopt;
+  }
   QueueEntry e = pop_head();
+  max_handed_seq_ = std::max(max_handed_seq_, e.seq);
+  maybe_load();
   if (ack_required) {
     ++unacked_;
     note_delivered(e);
@@ -305,8 +466,23 @@ std::optional<QueueEntry> Queue::get(bool ack_required) {
   return e;
 }
 
+void Queue::drop_paged() {
+  if (paged_count_ == 0 && !loading_) return;
+  if (persistence::Store* store = vhost_->broker().paging_store()) {
+    store->drop_entries_from(vhost_->name(), name_, paged_from_seq_);
+  }
+  paged_count_ = 0;
+  paged_bytes_ = 0;
+  loading_ = false;
+  ++page_epoch_;
+  auto waiters = std::move(load_waiters_);
+  load_waiters_.clear();
+  for (auto& w : waiters) w();
+}
+
 size_t Queue::purge() {
-  size_t n = ready_count_;
+  size_t n = ready_count_ + paged_count_;
+  drop_paged();
   if (durable_ && n > 0) {
     bool any_stored = false;
     for (auto& b : ready_)
@@ -385,6 +561,7 @@ void Queue::dispatch() {
     Consumer* chosen = pick_consumer();
     if (!chosen) break;
     QueueEntry e = pop_head();
+    max_handed_seq_ = std::max(max_handed_seq_, e.seq);
     if (!chosen->no_ack) {
       ++unacked_;
       note_delivered(e);
@@ -396,12 +573,14 @@ void Queue::dispatch() {
   }
   dispatching_ = false;
   if (entries_with_expiry_ && !empty()) expire_head(now_ms());
+  maybe_load();
 }
 
 size_t Queue::mark_deleted() {
+  size_t n = ready_count_ + paged_count_;
+  drop_paged();
   deleted_ = true;
   for (auto& b : ready_) b.clear();
-  size_t n = ready_count_;
   ready_count_ = 0;
   ready_bytes_ = 0;
   entries_with_expiry_ = 0;

@@ -6,7 +6,16 @@
 // deletion); runs on the queue's home shard. Invariants: within one priority, entries are
 // sorted by `seq`; a requeued message goes back to its original position; each entry is
 // either ready here or unacked on exactly one channel; ready_bytes_ is the sum of the ready
-// bodies. Storage is in memory; a durable store attaches behind enqueue/settle.
+// bodies.
+//
+// Paging (RabbitMQ's lazy queues): with a store attached, a queue whose ready bodies in
+// memory pass its memory limit (`queue_memory_limit`, 0 with x-queue-mode=lazy, smaller under
+// memory pressure) keeps the rest only in SQLite: the tail of the queue (every seq from
+// paged_from_seq_ on) is paged out, new messages go straight to the store while any are
+// paged, and batches are read back in order as consumers drain the head. Invariant: every
+// ready in-memory entry and every delivered-but-unacked entry has seq < paged_from_seq_
+// (page-out only takes ready entries above max_handed_seq_). Priority queues and queues with
+// length limits are not paged.
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
@@ -14,6 +23,7 @@
 #include <boost/smart_ptr/intrusive_ref_counter.hpp>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +31,7 @@
 
 #include "amqp/field_table.h"
 #include "broker/message.h"
+#include "persistence/store.h"
 
 namespace warren::broker {
 
@@ -53,6 +64,7 @@ struct QueueSettings {
   std::optional<std::string> dead_letter_routing_key;
   uint8_t max_priority = 0;  // 0 = not a priority queue
   bool single_active_consumer = false;
+  bool lazy = false;  // x-queue-mode=lazy: keep as little as possible in memory
 
   static QueueSettings from_arguments(const amqp::FieldTable& args);
 };
@@ -78,8 +90,15 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   Connection* owner() const { return owner_; }
   bool deleted() const { return deleted_; }
 
-  size_t ready_count() const { return ready_count_; }
-  uint64_t ready_bytes() const { return ready_bytes_; }
+  // Ready messages, in memory and paged out.
+  size_t ready_count() const { return ready_count_ + paged_count_; }
+  uint64_t ready_bytes() const { return ready_bytes_ + paged_bytes_; }
+  size_t paged_count() const { return paged_count_; }
+  // What the ready messages held in memory cost: bodies plus a per-message allowance for the
+  // Message, its strings and the queue entry. Paging decisions use this, not bodies alone,
+  // so a queue of tiny messages is bounded too.
+  static constexpr uint64_t kEntryOverhead = 320;
+  uint64_t memory_bytes() const { return ready_bytes_ + ready_count_ * kEntryOverhead; }
   size_t unacked_count() const { return unacked_; }
   size_t consumer_count() const { return consumers_.size(); }
   const std::vector<Consumer*>& consumers() const { return consumers_; }
@@ -92,11 +111,21 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   // A delivered message was acked: it leaves the queue (and the store).
   void ack(QueueEntry& e);
   // Recovery: appends a stored message at its stored position.
-  void restore(const MessagePtr& m, uint64_t seq, bool delivered);
+  void restore(const MessagePtr& m, uint64_t seq, bool delivered, int64_t expires_unix_ms = 0);
+  // Recovery: the stored entries from `from_seq` on (`count` of them) stay paged out.
+  void restore_paged(uint64_t count, uint64_t bytes, uint64_t from_seq, uint64_t max_seq);
+  // Pages out ready messages from the tail until at most `keep_bytes` of bodies stay in
+  // memory (memory pressure). Returns the bytes paged out.
+  uint64_t page_out_to(uint64_t keep_bytes);
+  bool pageable() const;
   // A delivered message was rejected without requeue: dead-letter it ("rejected").
   void reject(QueueEntry e);
   // Removes and returns the head for basic.get (counted as unacked when `ack_required`).
   std::optional<QueueEntry> get(bool ack_required);
+  // The head is paged out and on its way back: basic.get must wait. `f` runs once the next
+  // batch is in memory (or the paged part is gone).
+  bool head_paged_out() const { return ready_count_ == 0 && paged_count_ > 0; }
+  void when_loaded(std::function<void()> f);
   size_t purge();
 
   void add_consumer(Consumer* c);
@@ -132,6 +161,14 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   void forget(const QueueEntry& e);         // removes a stored entry
   void note_delivered(const QueueEntry& e);  // records a first delivery of a stored entry
   Consumer* pick_consumer();
+  uint64_t memory_limit() const;
+  // Writes one ready entry to the store as paged out and counts it there.
+  void page_out(QueueEntry& e);
+  // Reads the next batch back when the in-memory head runs low.
+  void maybe_load();
+  void loaded(std::vector<persistence::LoadedEntry> entries);
+  // Forgets the paged-out part (purge, delete) and removes it from the store.
+  void drop_paged();
 
   VHost* vhost_;
   uint32_t id_;
@@ -155,6 +192,16 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   size_t unacked_ = 0;
   std::vector<Consumer*> consumers_;  // in registration order
   size_t next_consumer_ = 0;
+
+  // Paging (see the header comment).
+  uint64_t memory_limit_ = 0;
+  size_t paged_count_ = 0;
+  uint64_t paged_bytes_ = 0;
+  uint64_t paged_from_seq_ = 0;
+  uint64_t max_handed_seq_ = 0;  // highest seq ever handed to a consumer or basic.get
+  bool loading_ = false;
+  std::vector<std::function<void()>> load_waiters_;
+  uint64_t page_epoch_ = 0;  // bumped by purge/delete: a load in flight is stale
 
   std::unique_ptr<boost::asio::steady_timer> ttl_timer_;
   int64_t ttl_timer_at_ = 0;

@@ -56,8 +56,32 @@ void TcpSession::pause_reading(bool paused) {
   if (!paused && !read_pending_) do_read();
 }
 
+void TcpSession::hold_input(bool held) {
+  input_held_ = held;
+  if (held) return;
+  // Not inline: the release comes from inside the connection's own processing.
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (self->closed_ || self->input_held_ || self->ignore_input_) return;
+    if (self->rlen_ > 0) self->process_input();
+    self->do_read();
+  });
+}
+
+void TcpSession::process_input() {
+  size_t used = conn_->on_bytes(rbuf_.data(), rlen_);
+  if (used > 0) {
+    std::memmove(rbuf_.data(), rbuf_.data() + used, rlen_ - used);
+    rlen_ -= used;
+  }
+  conn_->end_of_input_batch();
+  if (conn_->state() == Connection::State::kClosed && !close_after_flush_ && !closed_ &&
+      !ignore_input_) {
+    close_after_flush();
+  }
+}
+
 void TcpSession::do_read() {
-  if (closed_ || read_paused_ || read_pending_) return;
+  if (closed_ || read_paused_ || input_held_ || read_pending_) return;
   read_pending_ = true;
   if (rlen_ == rbuf_.size()) rbuf_.resize(rbuf_.size() * 2);
   socket_.async_read_some(
@@ -75,16 +99,7 @@ void TcpSession::do_read() {
           return;
         }
         self->rlen_ += n;
-        size_t used = self->conn_->on_bytes(self->rbuf_.data(), self->rlen_);
-        if (used > 0) {
-          std::memmove(self->rbuf_.data(), self->rbuf_.data() + used, self->rlen_ - used);
-          self->rlen_ -= used;
-        }
-        self->conn_->end_of_input_batch();
-        if (self->conn_->state() == Connection::State::kClosed && !self->close_after_flush_ &&
-            !self->closed_ && !self->ignore_input_) {
-          self->close_after_flush();
-        }
+        self->process_input();
         self->do_read();
       });
 }

@@ -30,6 +30,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession>, public Trans
   void abort() override;
   void start_heartbeat(uint16_t seconds) override;
   void pause_reading(bool paused) override;
+  void hold_input(bool held) override;
   void handshake_complete() override;
   void start_close_timer(uint32_t ms) override;
   void close_silently(uint32_t ms) override;
@@ -53,6 +54,9 @@ class TcpSession : public std::enable_shared_from_this<TcpSession>, public Trans
   bool closed_ = false;
   bool ignore_input_ = false;
   bool read_paused_ = false;
+  bool input_held_ = false;
+  // Hands buffered bytes to the connection (after a read, or when input is released).
+  void process_input();
   bool read_pending_ = false;
   bool was_blocked_ = false;
   uint16_t heartbeat_ = 0;

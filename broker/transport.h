@@ -25,6 +25,10 @@ class Transport {
   virtual void linger(uint32_t ms) = 0;
   // Stops (true) or resumes (false) reading the socket: a blocked publisher is not read.
   virtual void pause_reading(bool paused) = 0;
+  // Holds (true) or releases (false) input: while held, bytes already read stay buffered and
+  // the socket is not read; on release the buffered bytes are handed to the connection
+  // again, then reading goes on. A basic.get waits this way for a paged-out message.
+  virtual void hold_input(bool held) = 0;
   // Heartbeat interval negotiated (0 = off); the transport sends and checks heartbeats.
   virtual void start_heartbeat(uint16_t seconds) = 0;
   // The connection is open: stop the handshake timer.

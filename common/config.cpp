@@ -104,6 +104,17 @@ bool Config::apply(const std::string& key, const std::string& value) {
     vm_memory_high_watermark_relative = v;
   } else if (key == "vm_memory_high_watermark.absolute") {
     vm_memory_high_watermark_absolute = parse_bytes(key, value);
+  } else if (key == "vm_memory_high_watermark_paging_ratio") {
+    char* end = nullptr;
+    double v = std::strtod(value.c_str(), &end);
+    if (end == value.c_str() || *end != '\0' || v <= 0) {
+      throw ConfigError("invalid value '" + value + "' for " + key);
+    }
+    vm_memory_high_watermark_paging_ratio = v;
+  } else if (key == "queue_memory_limit") {
+    queue_memory_limit = parse_bytes(key, value);
+  } else if (key == "store_backlog_limit") {
+    store_backlog_limit = parse_bytes(key, value);
   } else if (key == "disk_free_limit.absolute") {
     disk_free_limit_absolute = parse_bytes(key, value);
   } else if (key == "management.tcp.port") {

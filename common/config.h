@@ -38,6 +38,14 @@ struct Config {
   double vm_memory_high_watermark_relative = 0.6;
   uint64_t vm_memory_high_watermark_absolute = 0;  // 0 = use the relative value
   uint64_t disk_free_limit_absolute = 50'000'000;
+  // Above this fraction of the memory watermark, queues page their messages out.
+  double vm_memory_high_watermark_paging_ratio = 0.5;
+  // Bytes of ready message bodies a queue keeps in memory before it pages the rest out to
+  // the store (Warren's own key; x-queue-mode=lazy makes it 0 for one queue).
+  uint64_t queue_memory_limit = 64ull << 20;
+  // Bytes of messages waiting for the store's writer above which publishers are paused
+  // (flow control; Warren's own key).
+  uint64_t store_backlog_limit = 64ull << 20;
   std::vector<std::string> warnings;  // ignored keys, one line each
 
   // Applies one `key = value` setting. Returns false for a key Warren does not know.

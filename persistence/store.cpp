@@ -25,7 +25,7 @@
 namespace warren::persistence {
 namespace {
 
-constexpr int64_t kSchemaVersion = 2;
+constexpr int64_t kSchemaVersion = 3;
 constexpr std::string_view kApplication = "warren";
 // Set before the first table (SQLite cannot change it once the file is WAL). Larger than the
 // 4 KiB default so most 1-4 KiB messages fit in their leaf page without overflow chains.
@@ -103,6 +103,12 @@ CREATE TABLE delayed (
   properties BLOB NOT NULL,
   body BLOB NOT NULL
 );
+)sql"},
+    // 3: paging. Transient entries are swap space for queues too long for memory (dropped at
+    // start); expiry deadlines are kept with the entry so TTL survives paging and restarts.
+    {3, R"sql(
+ALTER TABLE entries ADD COLUMN transient INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE entries ADD COLUMN expires_unix_ms INTEGER NOT NULL DEFAULT 0;
 )sql"},
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per version");
@@ -194,6 +200,19 @@ struct RemoveEntry {
 struct PurgeQueue {
   std::string vhost, queue;
 };
+struct DropEntriesFrom {
+  std::string vhost, queue;
+  uint64_t from_seq;
+};
+struct LoadEntries {
+  std::string vhost, queue;
+  uint64_t from_seq;
+  size_t max_count;
+  uint64_t max_bytes;
+  std::function<void(std::vector<LoadedEntry>, bool)> done;
+  // Filled by the writer thread while it applies the batch.
+  mutable std::vector<LoadedEntry> result;
+};
 struct PutDelayed {
   uint64_t id;
   std::string vhost, exchange, routing_key;
@@ -208,7 +227,8 @@ struct Sync {
 };
 using Op = std::variant<PutExchange, DeleteExchange, PutQueue, DeleteQueue, PutBinding,
                         DeleteBinding, PutMessage, AddEntry, MarkDelivered, RemoveEntry,
-                        PurgeQueue, PutDelayed, DeleteDelayed, Sync>;
+                        PurgeQueue, DropEntriesFrom, LoadEntries, PutDelayed, DeleteDelayed,
+                        Sync>;
 
 }  // namespace
 
@@ -227,11 +247,15 @@ struct Store::Impl {
 
   void open_db();
   void start() { writer_ = std::thread([this] { writer_loop(); }); }
-  Recovered recover();
+  Recovered recover(uint64_t window_bytes);
 
   void enqueue(Op op) {
     // After a failure writes are refused at once; syncs still queue so callbacks keep order.
-    if (failed_.load(std::memory_order_acquire) && !std::holds_alternative<Sync>(op)) return;
+    // Loads too: their callbacks must run (they read what they still can).
+    if (failed_.load(std::memory_order_acquire) && !std::holds_alternative<Sync>(op) &&
+        !std::holds_alternative<LoadEntries>(op)) {
+      return;
+    }
     bool was_empty;
     {
       std::lock_guard lk(mu_);
@@ -258,6 +282,11 @@ struct Store::Impl {
   bool apply(const MarkDelivered& o);
   bool apply(const RemoveEntry& o);
   bool apply(const PurgeQueue& o);
+  bool apply(const DropEntriesFrom& o);
+  bool apply(const LoadEntries& o) { return load(o, true); }
+  // Reads (and with `drop_transient`, deletes the transient rows read) for a LoadEntries.
+  bool load(const LoadEntries& o, bool drop_transient);
+  void read_only_load(LoadEntries& o) { load(o, false); }
   bool apply(const PutDelayed& o);
   bool apply(const DeleteDelayed& o);
   bool apply(const Sync&) { return true; }
@@ -277,6 +306,7 @@ struct Store::Impl {
     Stmt put_queue, delete_queue, delete_queue_bindings;
     Stmt put_binding, delete_binding;
     Stmt put_message, add_entry, mark_delivered, remove_entry, purge_queue;
+    Stmt drop_entries_from, load_entries, drop_loaded_transient;
     Stmt put_delayed, delete_delayed;
   } stmts_;
 
@@ -414,21 +444,34 @@ void Store::Impl::open_db() {
       "VALUES (?1, ?2, ?3, ?4, ?5, 0)");
   // OR IGNORE: a repeated (queue, seq) must not fire the refcount trigger twice.
   s.add_entry = Stmt(db_,
-      "INSERT OR IGNORE INTO entries (vhost, queue, seq, message_id, delivered) "
-      "VALUES (?1, ?2, ?3, ?4, ?5)");
+      "INSERT OR IGNORE INTO entries "
+      "(vhost, queue, seq, message_id, delivered, transient, expires_unix_ms) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   s.mark_delivered = Stmt(db_,
       "UPDATE entries SET delivered = 1 WHERE vhost = ?1 AND queue = ?2 AND message_id = ?3");
   s.remove_entry = Stmt(db_,
       "DELETE FROM entries WHERE vhost = ?1 AND queue = ?2 AND message_id = ?3");
   s.purge_queue = Stmt(db_, "DELETE FROM entries WHERE vhost = ?1 AND queue = ?2");
+  s.drop_entries_from = Stmt(db_,
+      "DELETE FROM entries WHERE vhost = ?1 AND queue = ?2 AND seq >= ?3");
+  s.load_entries = Stmt(db_,
+      "SELECT e.seq, e.message_id, e.delivered, e.transient, e.expires_unix_ms, "
+      "m.exchange, m.routing_key, m.properties, m.body "
+      "FROM entries e JOIN messages m ON m.id = e.message_id "
+      "WHERE e.vhost = ?1 AND e.queue = ?2 AND e.seq >= ?3 ORDER BY e.seq LIMIT ?4");
+  s.drop_loaded_transient = Stmt(db_,
+      "DELETE FROM entries WHERE vhost = ?1 AND queue = ?2 AND seq >= ?3 AND seq <= ?4 "
+      "AND transient = 1");
   s.put_delayed = Stmt(db_,
       "INSERT OR IGNORE INTO delayed (id, vhost, exchange, routing_key, due_unix_ms, "
       "properties, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   s.delete_delayed = Stmt(db_, "DELETE FROM delayed WHERE id = ?1");
 }
 
-Recovered Store::Impl::recover() {
+Recovered Store::Impl::recover(uint64_t window_bytes) {
   std::lock_guard db_lk(db_mu_);
+  // Swap space of the last run does not survive a restart.
+  exec("DELETE FROM entries WHERE transient = 1", "cannot drop transient entries");
   // A crash between the batch holding put_message and the one holding its add_entry leaves a
   // message nobody refers to.
   exec("DELETE FROM messages WHERE refs <= 0", "cannot drop unreferenced messages");
@@ -471,24 +514,21 @@ Recovered Store::Impl::recover() {
       if (rc != SQLITE_DONE) throw_db("cannot read bindings");
     }
     {
-      Stmt q(db_, "SELECT id, exchange, routing_key, properties, body FROM messages");
-      int rc;
-      while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
-        auto* s = q.get();
-        const auto id = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
-        r.messages.emplace(id, StoredMessage{column_bytes(s, 1), column_bytes(s, 2),
-                                             column_bytes(s, 3), column_bytes(s, 4)});
-        r.max_message_id = std::max(r.max_message_id, id);
-      }
-      if (rc != SQLITE_DONE) throw_db("cannot read messages");
+      Stmt q(db_, "SELECT max(id) FROM messages");
+      if (sqlite3_step(q.get()) != SQLITE_ROW) throw_db("cannot read messages");
+      r.max_message_id = static_cast<uint64_t>(sqlite3_column_int64(q.get(), 0));
     }
     {
-      // The primary key's order: per queue, by seq.
+      // The primary key's order: per queue, by seq. Each queue's first `window_bytes` of
+      // bodies come back into memory; the rest is only counted (paged out).
       Stmt q(db_,
-             "SELECT vhost, queue, seq, message_id, delivered FROM entries "
-             "ORDER BY vhost, queue, seq");
+             "SELECT e.vhost, e.queue, e.seq, e.message_id, e.delivered, e.expires_unix_ms, "
+             "length(m.body) FROM entries e JOIN messages m ON m.id = e.message_id "
+             "ORDER BY e.vhost, e.queue, e.seq");
       int rc;
       std::vector<StoredEntry>* current = nullptr;
+      PagedTail* tail = nullptr;
+      uint64_t loaded_bytes = 0;
       std::pair<std::string, std::string> key;
       while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
         auto* s = q.get();
@@ -496,14 +536,39 @@ Recovered Store::Impl::recover() {
         if (!current || vhost != key.first || queue != key.second) {
           key = {std::move(vhost), std::move(queue)};
           current = &r.entries[key];
+          tail = nullptr;
+          loaded_bytes = 0;
         }
         StoredEntry e{static_cast<uint64_t>(sqlite3_column_int64(s, 3)),
                       static_cast<uint64_t>(sqlite3_column_int64(s, 2)),
-                      sqlite3_column_int(s, 4) != 0};
-        // Triggers keep this true; checked so a damaged file cannot hand out dangling ids.
-        if (r.messages.count(e.message_id)) current->push_back(e);
+                      sqlite3_column_int(s, 4) != 0, false, sqlite3_column_int64(s, 5)};
+        const auto size = static_cast<uint64_t>(sqlite3_column_int64(s, 6));
+        if (!tail && (current->empty() || loaded_bytes < window_bytes)) {
+          loaded_bytes += size;
+          current->push_back(e);
+          r.messages.try_emplace(e.message_id);
+          continue;
+        }
+        if (!tail) {
+          tail = &r.paged[key];
+          tail->from_seq = e.seq;
+        }
+        ++tail->count;
+        tail->bytes += size;
+        tail->max_seq = e.seq;
       }
       if (rc != SQLITE_DONE) throw_db("cannot read queue entries");
+    }
+    {
+      Stmt q(db_, "SELECT exchange, routing_key, properties, body FROM messages WHERE id = ?1");
+      for (auto& [id, m] : r.messages) {
+        bind_id(q.get(), 1, id);
+        if (sqlite3_step(q.get()) != SQLITE_ROW) throw_db("cannot read messages");
+        auto* s = q.get();
+        m = StoredMessage{column_bytes(s, 0), column_bytes(s, 1), column_bytes(s, 2),
+                          column_bytes(s, 3)};
+        sqlite3_reset(s);
+      }
     }
     {
       Stmt q(db_,
@@ -565,8 +630,32 @@ void Store::Impl::commit_batch(std::vector<Op>& batch) {
       ok = fail("disk I/O error (injected fsync failure)");
     }
   }
-  // Completions in the order sync() was called; each through the Poster.
+  if (!ok) {
+    // A failed store still reads: paged-out messages stay reachable (nothing is deleted).
+    std::lock_guard db_lk(db_mu_);
+    for (Op& op : batch) {
+      if (auto* l = std::get_if<LoadEntries>(&op)) {
+        LoadEntries read_only = *l;
+        read_only.max_count = std::min<size_t>(read_only.max_count, 1u << 20);
+        read_only_load(read_only);
+        l->result = std::move(read_only.result);
+      }
+    }
+  }
+  // Completions in the order they were queued; each through the Poster.
   for (Op& op : batch) {
+    if (auto* l = std::get_if<LoadEntries>(&op)) {
+      if (!l->done) continue;
+      auto run_done = [done = std::move(l->done), result = std::move(l->result), ok]() mutable {
+        done(std::move(result), ok);
+      };
+      if (post_) {
+        post_(std::move(run_done));
+      } else {
+        run_done();
+      }
+      continue;
+    }
     if (auto* s = std::get_if<Sync>(&op)) {
       if (!s->done) continue;
       if (post_) {
@@ -682,6 +771,8 @@ bool Store::Impl::apply(const AddEntry& o) {
   bind_id(s, 3, o.e.seq);
   bind_id(s, 4, o.e.message_id);
   bind_int(s, 5, o.e.delivered);
+  bind_int(s, 6, o.e.transient);
+  bind_int(s, 7, o.e.expires_unix_ms);
   return run(s);
 }
 
@@ -726,6 +817,51 @@ bool Store::Impl::apply(const PurgeQueue& o) {
   return run(s);
 }
 
+bool Store::Impl::apply(const DropEntriesFrom& o) {
+  auto* s = stmts_.drop_entries_from.get();
+  bind_text(s, 1, o.vhost);
+  bind_text(s, 2, o.queue);
+  bind_id(s, 3, o.from_seq);
+  return run(s);
+}
+
+bool Store::Impl::load(const LoadEntries& o, bool drop_transient) {
+  auto* s = stmts_.load_entries.get();
+  bind_text(s, 1, o.vhost);
+  bind_text(s, 2, o.queue);
+  bind_id(s, 3, o.from_seq);
+  bind_int(s, 4, static_cast<int64_t>(o.max_count));
+  o.result.clear();
+  uint64_t bytes = 0;
+  bool any_transient = false;
+  int rc;
+  while (bytes < o.max_bytes && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    LoadedEntry le;
+    le.entry.seq = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+    le.entry.message_id = static_cast<uint64_t>(sqlite3_column_int64(s, 1));
+    le.entry.delivered = sqlite3_column_int(s, 2) != 0;
+    le.entry.transient = sqlite3_column_int(s, 3) != 0;
+    le.entry.expires_unix_ms = sqlite3_column_int64(s, 4);
+    le.message = StoredMessage{column_bytes(s, 5), column_bytes(s, 6), column_bytes(s, 7),
+                               column_bytes(s, 8)};
+    bytes += le.message.body.size();
+    any_transient = any_transient || le.entry.transient;
+    o.result.push_back(std::move(le));
+  }
+  const bool done = bytes >= o.max_bytes || rc == SQLITE_DONE;
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  if (!done) return false;
+  if (!any_transient || !drop_transient) return true;
+  // Swap space is read once: the queue holds these in memory again.
+  auto* d = stmts_.drop_loaded_transient.get();
+  bind_text(d, 1, o.vhost);
+  bind_text(d, 2, o.queue);
+  bind_id(d, 3, o.result.front().entry.seq);
+  bind_id(d, 4, o.result.back().entry.seq);
+  return run(d);
+}
+
 // ---- Store ----
 
 std::unique_ptr<Store> Store::open(const std::string& data_dir, Poster post) {
@@ -742,7 +878,7 @@ std::unique_ptr<Store> Store::open(const std::string& data_dir, Poster post) {
 
 Store::~Store() = default;  // Impl's destructor drains the queue, joins, closes.
 
-Recovered Store::recover() { return impl_->recover(); }
+Recovered Store::recover(uint64_t window_bytes) { return impl_->recover(window_bytes); }
 
 void Store::put_exchange(const StoredExchange& x) { impl_->enqueue(PutExchange{x}); }
 
@@ -781,6 +917,17 @@ void Store::remove_entry(const std::string& vhost, const std::string& queue,
 
 void Store::purge_queue(const std::string& vhost, const std::string& queue) {
   impl_->enqueue(PurgeQueue{vhost, queue});
+}
+
+void Store::drop_entries_from(const std::string& vhost, const std::string& queue,
+                              uint64_t from_seq) {
+  impl_->enqueue(DropEntriesFrom{vhost, queue, from_seq});
+}
+
+void Store::load_entries(const std::string& vhost, const std::string& queue, uint64_t from_seq,
+                         size_t max_count, uint64_t max_bytes,
+                         std::function<void(std::vector<LoadedEntry>, bool)> done) {
+  impl_->enqueue(LoadEntries{vhost, queue, from_seq, max_count, max_bytes, std::move(done), {}});
 }
 
 void Store::put_delayed(uint64_t id, const std::string& vhost, const std::string& exchange,

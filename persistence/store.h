@@ -64,6 +64,10 @@ struct StoredEntry {
   uint64_t message_id = 0;
   uint64_t seq = 0;  // position in its queue
   bool delivered = false;  // was delivered at least once: recovered with redelivered set
+  // A paged-out entry of a transient message or a non-durable queue: swap space only,
+  // dropped at the next start.
+  bool transient = false;
+  int64_t expires_unix_ms = 0;  // per-message or queue TTL deadline (wall clock); 0 = never
 };
 
 struct StoredMessage {
@@ -85,6 +89,21 @@ struct StoredDelayed {
   std::string body;
 };
 
+// An entry read back from the store (paging), with its message.
+struct LoadedEntry {
+  StoredEntry entry;
+  StoredMessage message;
+};
+
+// The part of a queue that recovery left in the store (paged out): `count` entries with
+// `bytes` of bodies, seq from `from_seq` to `max_seq`.
+struct PagedTail {
+  uint64_t count = 0;
+  uint64_t bytes = 0;
+  uint64_t from_seq = 0;
+  uint64_t max_seq = 0;
+};
+
 struct Recovered {
   std::vector<StoredExchange> exchanges;
   std::vector<StoredQueue> queues;
@@ -92,6 +111,8 @@ struct Recovered {
   // Per (vhost, queue name): entries in seq order.
   std::map<std::pair<std::string, std::string>, std::vector<StoredEntry>> entries;
   std::map<uint64_t, StoredMessage> messages;
+  // Per (vhost, queue name): what stays paged out (queues longer than the window).
+  std::map<std::pair<std::string, std::string>, PagedTail> paged;
   std::vector<StoredDelayed> delayed;  // by due time
   uint64_t max_message_id = 0;  // new ids (messages and delayed) must be larger
 };
@@ -107,8 +128,11 @@ class Store {
   // Stops the writer thread after it has committed everything queued.
   ~Store();
 
-  // Reads everything back (call once, before any write, on the opening thread).
-  Recovered recover();
+  // Reads everything back (call once, before any write, on the opening thread): topology,
+  // and per queue its first entries up to `window_bytes` of bodies (at least one); the rest
+  // stays in the store and is described in Recovered::paged. Transient (paged-out) entries
+  // and entries of queues that are not stored are dropped.
+  Recovered recover(uint64_t window_bytes = UINT64_MAX);
 
   // Topology. Upserts by (vhost, name) / the binding's full identity.
   void put_exchange(const StoredExchange& x);
@@ -130,6 +154,15 @@ class Store {
   // Removes the entry; the message row goes with its last entry.
   void remove_entry(const std::string& vhost, const std::string& queue, uint64_t message_id);
   void purge_queue(const std::string& vhost, const std::string& queue);
+  // Removes the queue's entries from `from_seq` on (its paged-out part).
+  void drop_entries_from(const std::string& vhost, const std::string& queue, uint64_t from_seq);
+  // Paging: reads the queue's entries from `from_seq` on in seq order, at most `max_count`
+  // of them and stopping after `max_bytes` of bodies (at least one), and deletes the
+  // transient ones it read. `done(entries, ok)` runs on the broker thread after the batch
+  // holding the read has committed.
+  void load_entries(const std::string& vhost, const std::string& queue, uint64_t from_seq,
+                    size_t max_count, uint64_t max_bytes,
+                    std::function<void(std::vector<LoadedEntry>, bool ok)> done);
 
   // Delayed messages. REQUIRES: the views stay valid until a later sync() callback has run.
   void put_delayed(uint64_t id, const std::string& vhost, const std::string& exchange,

@@ -86,19 +86,20 @@ class Broker:
 
 def start_warren(data_dir, port=None, extra_args=None, config_text=None):
     port = port or free_port()
-    args = [WARREN_BIN, "--amqp-port", str(port), "--http-port", "0",
-            "--data-dir", data_dir, "--bind", "127.0.0.1"] + list(extra_args or [])
+    extra_args = list(extra_args or [])
     if config_text is not None:
         cfg = os.path.join(data_dir, "test-rabbitmq.conf")
         with open(cfg, "w") as f:
             f.write(config_text)
-        args += ["--config", cfg]
+        extra_args += ["--config", cfg]  # kept by restart()
+    args = [WARREN_BIN, "--amqp-port", str(port), "--http-port", "0",
+            "--data-dir", data_dir, "--bind", "127.0.0.1"] + extra_args
     log_path = os.path.join(data_dir, "warren-%d.log" % int(time.time() * 1000))
     log = open(log_path, "w")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     wait_for_port("127.0.0.1", port, proc=proc)
-    return Broker("127.0.0.1", port, proc, data_dir, list(extra_args or []), log_path)
+    return Broker("127.0.0.1", port, proc, data_dir, extra_args, log_path)
 
 
 def pytest_configure(config):

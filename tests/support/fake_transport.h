@@ -29,6 +29,8 @@ class FakeTransport : public broker::Transport {
   }
   void handshake_complete() override { handshake_done = true; }
   void pause_reading(bool p) override { reading_paused = p; }
+  void hold_input(bool h) override { input_held = h; }
+  bool input_held = false;
   bool reading_paused = false;
   void start_close_timer(uint32_t ms) override {
     close_timer_started = true;

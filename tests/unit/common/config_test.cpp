@@ -180,6 +180,22 @@ TEST_CASE("resource alarm keys with RabbitMQ's size units") {
   CHECK_FALSE(error_of("disk_free_limit.absolute = 99999999999999999999GB\n").empty());
 }
 
+TEST_CASE("paging and flow control keys") {
+  Config d;
+  CHECK(d.vm_memory_high_watermark_paging_ratio == doctest::Approx(0.5));
+  CHECK(d.queue_memory_limit == (64ull << 20));
+  CHECK(d.store_backlog_limit == (64ull << 20));
+  Config c = load("vm_memory_high_watermark_paging_ratio = 0.75\n"
+                  "queue_memory_limit = 8MiB\n"
+                  "store_backlog_limit = 1MB\n");
+  CHECK(c.vm_memory_high_watermark_paging_ratio == doctest::Approx(0.75));
+  CHECK(c.queue_memory_limit == (8ull << 20));
+  CHECK(c.store_backlog_limit == 1'000'000ull);
+  CHECK(c.warnings.empty());
+  CHECK_FALSE(error_of("vm_memory_high_watermark_paging_ratio = lots\n").empty());
+  CHECK_FALSE(error_of("queue_memory_limit = -1\n").empty());
+}
+
 TEST_CASE("load_config_file") {
   const std::string path = "/tmp/warren-config-test-" + std::to_string(::getpid()) + ".conf";
   {

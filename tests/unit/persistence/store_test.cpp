@@ -179,7 +179,7 @@ TEST_CASE("a new data directory gets a Warren database with schema version 1") {
   {
     Db raw(db);
     CHECK(raw.text("SELECT value FROM meta WHERE key='application'") == "warren");
-    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "2");
+    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "3");
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
     CHECK(raw.text("PRAGMA page_size") == "8192");
   }
@@ -220,10 +220,10 @@ TEST_CASE("open refuses a newer schema version") {
   { reopen(dir); }
   {
     Db raw(dir.db());
-    raw.exec("UPDATE meta SET value = 3 WHERE key = 'schema_version'");
+    raw.exec("UPDATE meta SET value = 4 WHERE key = 'schema_version'");
   }
   const std::string err = open_error(dir);
-  CHECK(err.find("schema version 3") != std::string::npos);
+  CHECK(err.find("schema version 4") != std::string::npos);
   CHECK(err.find("newer") != std::string::npos);
 }
 
@@ -567,7 +567,7 @@ TEST_CASE("a failure injected with nothing to write fails the next sync") {
   CHECK_FALSE(s->healthy());
 }
 
-TEST_CASE("a version 1 database is migrated to version 2 and keeps its data") {
+TEST_CASE("a version 1 database is migrated to the current version and keeps its data") {
   TempDir dir;
   {
     Inbox inbox;
@@ -580,6 +580,8 @@ TEST_CASE("a version 1 database is migrated to version 2 and keeps its data") {
     // Make it look like a file written by schema version 1.
     Db raw(dir.db());
     raw.exec("DROP TABLE delayed");
+    raw.exec("ALTER TABLE entries DROP COLUMN transient");
+    raw.exec("ALTER TABLE entries DROP COLUMN expires_unix_ms");
     raw.exec("UPDATE meta SET value = 1 WHERE key = 'schema_version'");
   }
   {
@@ -594,7 +596,7 @@ TEST_CASE("a version 1 database is migrated to version 2 and keeps its data") {
   }
   {
     Db raw(dir.db());
-    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "2");
+    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "3");
   }
   Inbox inbox;
   auto s = Store::open(dir.path.string(), inbox.poster());
@@ -612,4 +614,146 @@ TEST_CASE("a version 1 database is migrated to version 2 and keeps its data") {
   Inbox inbox2;
   auto s2 = Store::open(dir.path.string(), inbox2.poster());
   CHECK(s2->recover().delayed.empty());
+}
+
+// ---- Paging ----
+
+namespace {
+std::vector<LoadedEntry> load_now(Store& s, Inbox& inbox, const std::string& q, uint64_t from,
+                                  size_t count, uint64_t bytes) {
+  std::optional<std::vector<LoadedEntry>> out;
+  s.load_entries("/", q, from, count, bytes,
+                 [&](std::vector<LoadedEntry> v, bool ok) {
+                   CHECK(ok);
+                   out = std::move(v);
+                 });
+  inbox.run_until([&] { return out.has_value(); });
+  return std::move(*out);
+}
+}  // namespace
+
+TEST_CASE("recover loads each queue up to the window and describes the paged tail") {
+  TempDir dir;
+  {
+    Inbox inbox;
+    auto s = Store::open(dir.path.string(), inbox.poster());
+    s->recover();
+    // 10 messages of 4 bytes each in q; one in small.
+    for (uint64_t i = 1; i <= 10; ++i) {
+      put(*s, i, "abcd");
+      s->add_entry("/", "q", {i, i * 10, i == 2, false, i == 3 ? 777 : 0});
+    }
+    put(*s, 11, "x");
+    s->add_entry("/", "small", {11, 1, false});
+    REQUIRE(sync_now(*s, inbox));
+  }
+  Inbox inbox;
+  auto s = Store::open(dir.path.string(), inbox.poster());
+  Recovered r = s->recover(12);  // 12 bytes: three 4-byte bodies come into memory
+  CHECK(ids(r, "/", "q") == std::vector<uint64_t>{1, 2, 3});
+  CHECK(r.entries[{"/", "q"}][1].delivered);
+  CHECK(r.entries[{"/", "q"}][2].expires_unix_ms == 777);
+  CHECK(ids(r, "/", "small") == std::vector<uint64_t>{11});
+  CHECK(r.messages.size() == 4);  // only the loaded ones are read
+  CHECK(r.max_message_id == 11);
+  REQUIRE(r.paged.count({"/", "q"}) == 1);
+  const PagedTail& t = r.paged[{"/", "q"}];
+  CHECK(t.count == 7);
+  CHECK(t.bytes == 28);
+  CHECK(t.from_seq == 40);
+  CHECK(t.max_seq == 100);
+  CHECK(r.paged.count({"/", "small"}) == 0);
+
+  // The tail reads back in order, in batches bounded by count and by bytes.
+  auto a = load_now(*s, inbox, "q", t.from_seq, 2, 1000);
+  REQUIRE(a.size() == 2);
+  CHECK(a[0].entry.seq == 40);
+  CHECK(a[0].entry.message_id == 4);
+  CHECK(a[0].message.body == "abcd");
+  CHECK(a[0].message.exchange == "ex");
+  CHECK(a[1].entry.seq == 50);
+  auto b = load_now(*s, inbox, "q", 60, 100, 5);  // stops once 5 bytes are read: 2 bodies
+  REQUIRE(b.size() == 2);
+  CHECK(b[1].entry.seq == 70);
+  // Durable entries stay in the store after a read.
+  CHECK(load_now(*s, inbox, "q", 40, 100, 1000).size() == 7);
+}
+
+TEST_CASE("transient entries are swap space: read once, and gone after a restart") {
+  TempDir dir;
+  {
+    Inbox inbox;
+    auto s = Store::open(dir.path.string(), inbox.poster());
+    s->recover();
+    s->put_queue(StoredQueue{"/", "d", false, std::string("\x00\x00\x00\x00", 4)});
+    put(*s, 1, "durable");
+    s->add_entry("/", "d", {1, 1, false});
+    put(*s, 2, "swap");  // shared by a durable entry and a transient one
+    s->add_entry("/", "d", {2, 2, false});
+    s->add_entry("/", "t", {2, 5, true, true, 0});
+    put(*s, 3, "swap only");
+    s->add_entry("/", "t", {3, 6, false, true, 0});
+    s->add_entry("/", "t", {3, 7, false, true, 0});
+    REQUIRE(sync_now(*s, inbox));
+    auto got = load_now(*s, inbox, "t", 6, 1, 1000);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].entry.transient);
+    CHECK(got[0].message.body == "swap only");
+    // Read once: the transient entry read is gone, the other one stays.
+    auto again = load_now(*s, inbox, "t", 0, 100, 1000);
+    REQUIRE(again.size() == 2);
+    CHECK(again[0].entry.seq == 5);
+    CHECK(again[0].entry.delivered);
+    CHECK(again[1].entry.seq == 7);
+    CHECK(load_now(*s, inbox, "t", 0, 100, 1000).empty());
+    // Put back, then the broker stops.
+    s->add_entry("/", "t", {3, 8, false, true, 0});
+    REQUIRE(sync_now(*s, inbox));
+  }
+  Recovered r = reopen(dir);
+  CHECK(ids(r, "/", "d") == std::vector<uint64_t>{1, 2});
+  CHECK(r.entries.count({"/", "t"}) == 0);
+  Db raw(dir.db());
+  CHECK(raw.text("SELECT count(*) FROM messages") == "2");  // message 3 went with its entries
+}
+
+TEST_CASE("drop_entries_from removes the paged part and its messages") {
+  TempDir dir;
+  Inbox inbox;
+  auto s = Store::open(dir.path.string(), inbox.poster());
+  s->recover();
+  for (uint64_t i = 1; i <= 5; ++i) {
+    put(*s, i, "m");
+    s->add_entry("/", "q", {i, i, false});
+  }
+  s->drop_entries_from("/", "q", 3);
+  REQUIRE(sync_now(*s, inbox));
+  auto left = load_now(*s, inbox, "q", 0, 100, 1000);
+  REQUIRE(left.size() == 2);
+  CHECK(left[1].entry.seq == 2);
+  Db raw(dir.db());
+  CHECK(raw.text("SELECT count(*) FROM messages") == "2");
+}
+
+TEST_CASE("a failed store still reads paged entries back") {
+  TempDir dir;
+  Inbox inbox;
+  auto s = Store::open(dir.path.string(), inbox.poster());
+  s->recover();
+  put(*s, 1, "kept");
+  s->add_entry("/", "q", {1, 1, false, true, 0});
+  REQUIRE(sync_now(*s, inbox));
+  s->inject_failure_for_tests();
+  s->add_entry("/", "q", {1, 2, false, true, 0});
+  CHECK_FALSE(sync_now(*s, inbox));
+  std::optional<std::vector<LoadedEntry>> out;
+  bool ok = true;
+  s->load_entries("/", "q", 0, 10, 1000, [&](std::vector<LoadedEntry> v, bool k) {
+    ok = k;
+    out = std::move(v);
+  });
+  inbox.run_until([&] { return out.has_value(); });
+  CHECK_FALSE(ok);
+  REQUIRE(out->size() == 1);
+  CHECK((*out)[0].message.body == "kept");
 }
