@@ -187,7 +187,12 @@ void Connection::send_start(bool amqp_0_8) {
   props.set("version", kCompatVersion);
   props.set("warren_version", kVersion);
   start.server_properties = std::move(props);
-  start.mechanisms = "PLAIN AMQPLAIN";
+  std::string mechanisms;
+  for (const auto& m : offered_mechanisms()) {
+    if (!mechanisms.empty()) mechanisms += ' ';
+    mechanisms += m;
+  }
+  start.mechanisms = mechanisms;
   start.locales = "en_US";
   send_method(0, start);
 }
@@ -295,15 +300,35 @@ void Connection::handle_connection_method(const amqp::Frame& f) {
   }
 }
 
+std::vector<std::string> Connection::offered_mechanisms() const {
+  std::vector<std::string> out;
+  for (const auto& m : broker_.config().auth_mechanisms) {
+    // rabbitmq_auth_mechanism_ssl offers EXTERNAL only when the client sent a certificate.
+    if (m == "EXTERNAL" && !peer_identity_.has_certificate) continue;
+    out.push_back(m);
+  }
+  return out;
+}
+
 void Connection::on_start_ok(const amqp::ConnectionStartOk& m) {
   client_properties_ = m.client_properties;
+  const auto offered = offered_mechanisms();
+  if (std::find(offered.begin(), offered.end(), m.mechanism) == offered.end()) {
+    return silent_close("unknown authentication mechanism '" + std::string(m.mechanism) + "'");
+  }
   std::optional<auth::Credentials> cred;
+  const bool external = m.mechanism == "EXTERNAL";
   if (m.mechanism == "PLAIN") {
     cred = auth::parse_plain(m.response);
   } else if (m.mechanism == "AMQPLAIN") {
     cred = auth::parse_amqplain(m.response);
   } else {
-    return silent_close("unknown authentication mechanism '" + std::string(m.mechanism) + "'");
+    // EXTERNAL: the name comes from the certificate (ssl_cert_login_from); the response is
+    // ignored, and there is no password to check.
+    cred = auth::Credentials{broker_.config().ssl_cert_login_from == "common_name"
+                                 ? peer_identity_.common_name
+                                 : peer_identity_.distinguished_name,
+                             ""};
   }
   if (!cred) {
     return silent_close("malformed " + std::string(m.mechanism) + " response");
@@ -318,8 +343,12 @@ void Connection::on_start_ok(const amqp::ConnectionStartOk& m) {
                              std::string(m.mechanism) + ". For details see the broker logfile."),
          /*even_in_handshake=*/true);
   };
-  const auth::User* u = broker_.users().authenticate(cred->user, cred->password);
-  if (!u) return refuse("invalid credentials for user '" + cred->user + "'");
+  const auth::User* u = external ? broker_.users().find(cred->user)
+                                 : broker_.users().authenticate(cred->user, cred->password);
+  if (!u) {
+    return refuse(external ? "no user '" + cred->user + "' for the client certificate"
+                           : "invalid credentials for user '" + cred->user + "'");
+  }
   const auto& lb = broker_.config().loopback_users;
   if (!peer_is_loopback_ && std::find(lb.begin(), lb.end(), u->name) != lb.end()) {
     return refuse("user '" + u->name + "' may only connect from localhost");

@@ -10,7 +10,9 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
+#include "auth/peer_identity.h"
 #include "amqp/command_assembler.h"
 #include "amqp/errors.h"
 #include "amqp/frame.h"
@@ -56,6 +58,12 @@ class Connection {
   // it advertises the capability) and is not read while the alarm lasts.
   void apply_alarm(bool alarmed, const std::string& reason);
   void note_publish() { published_ = true; }
+  // TLS: the client certificate's identity, known before the AMQP header arrives.
+  void set_peer_identity(auth::PeerIdentity id) {
+    tls_ = true;
+    peer_identity_ = std::move(id);
+  }
+
   // Flow control (RabbitMQ's "flow" connection state): stop reading this publisher until
   // the broker catches up; flow_resume() reads again unless an alarm still blocks it.
   void flow_pause();
@@ -144,6 +152,10 @@ class Connection {
   bool published_ = false;
   bool blocked_ = false;
   bool input_held_ = false;
+  bool tls_ = false;
+  auth::PeerIdentity peer_identity_;
+  // The SASL mechanisms connection.start offers on this connection.
+  std::vector<std::string> offered_mechanisms() const;
   bool flow_paused_ = false;
 
   std::unordered_map<uint16_t, std::unique_ptr<Channel>> channels_;

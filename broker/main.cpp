@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "auth/tls_context.h"
 #include "broker/broker.h"
 #include "broker/server.h"
 #include "common/config.h"
@@ -107,6 +108,21 @@ int main(int argc, char** argv) {
   }
   WLOG_INFO("Warren 0.1.0 listening for AMQP on {}:{} (data directory {})", cfg.bind_address,
             server.port(), cfg.data_dir);
+  std::unique_ptr<boost::asio::ssl::context> amqps_tls;
+  std::unique_ptr<broker::Server> amqps_server;
+  if (cfg.amqps_port != 0) {
+    const std::string addr = cfg.amqps_bind_address.empty() ? cfg.bind_address
+                                                            : cfg.amqps_bind_address;
+    try {
+      amqps_tls = auth::make_server_context(cfg.ssl);
+      amqps_server = std::make_unique<broker::Server>(io, broker, amqps_tls.get());
+      amqps_server->listen(addr, cfg.amqps_port);
+    } catch (const std::exception& e) {
+      WLOG_ERROR("cannot listen for AMQPS on {}:{}: {}", addr, cfg.amqps_port, e.what());
+      return 1;
+    }
+    WLOG_INFO("listening for AMQPS (TLS) on {}:{}", addr, amqps_server->port());
+  }
   if (cfg.http_port != 0) {
     WLOG_WARN("the management HTTP API is not available in this build yet; port {} is not opened",
               cfg.http_port);
@@ -118,6 +134,7 @@ int main(int argc, char** argv) {
     if (ec) return;
     WLOG_INFO("signal {} received: closing connections and stopping", sig);
     server.stop();
+    if (amqps_server) amqps_server->stop();
     broker.close_all_connections("broker forced connection closure with reason 'shutdown'");
     // Give clients a moment to answer close-ok, then stop regardless.
     stop_timer.expires_after(std::chrono::milliseconds(

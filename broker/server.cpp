@@ -8,7 +8,8 @@ namespace warren::broker {
 
 namespace asio = boost::asio;
 
-Server::Server(asio::io_context& io, Broker& broker) : io_(io), broker_(broker), acceptor_(io) {}
+Server::Server(asio::io_context& io, Broker& broker, asio::ssl::context* tls)
+    : io_(io), broker_(broker), acceptor_(io), tls_(tls) {}
 
 void Server::listen(const std::string& address, uint16_t port) {
   asio::ip::tcp::endpoint ep(asio::ip::make_address(address), port);
@@ -30,7 +31,7 @@ void Server::accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted) return;
     if (!ec) {
-      std::make_shared<TcpSession>(std::move(socket), broker_)->start();
+      std::make_shared<TcpSession>(std::move(socket), broker_, tls_)->start();
     } else {
       WLOG_WARN("accept failed: {}", ec.message());
     }

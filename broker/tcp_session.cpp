@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "auth/tls_context.h"
 #include "broker/broker.h"
 #include "common/log.h"
 
@@ -27,7 +28,7 @@ std::string describe(const asio::ip::tcp::socket& s, bool& loopback) {
 }
 }  // namespace
 
-TcpSession::TcpSession(asio::ip::tcp::socket socket, Broker& broker)
+TcpSession::TcpSession(asio::ip::tcp::socket socket, Broker& broker, asio::ssl::context* tls)
     : socket_(std::move(socket)),
       rbuf_(kInitialReadBuffer),
       handshake_timer_(socket_.get_executor()),
@@ -36,6 +37,7 @@ TcpSession::TcpSession(asio::ip::tcp::socket socket, Broker& broker)
   bool loopback = false;
   std::string peer = describe(socket_, loopback);
   conn_ = std::make_unique<Connection>(broker, *this, std::move(peer), loopback);
+  if (tls) tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *tls);
   error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   handshake_timeout_ms_ = broker.config().handshake_timeout_ms;
@@ -48,7 +50,22 @@ void TcpSession::start() {
   handshake_timer_.async_wait([self = shared_from_this()](error_code ec) {
     if (!ec && !self->closed_) self->conn_->on_handshake_timeout();
   });
-  do_read();
+  if (!tls_) {
+    do_read();
+    return;
+  }
+  tls_->async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](error_code ec) {
+    if (self->closed_) return;
+    if (ec) {
+      // A plain-text client on the TLS port, a bad certificate or no common version: the
+      // socket just closes, as RabbitMQ's does.
+      WLOG_INFO("TLS handshake with {} failed: {}", self->conn_->peer(), ec.message());
+      self->finish();
+      return;
+    }
+    self->conn_->set_peer_identity(auth::peer_identity(self->tls_->native_handle()));
+    self->do_read();
+  });
 }
 
 void TcpSession::pause_reading(bool paused) {
@@ -84,9 +101,7 @@ void TcpSession::do_read() {
   if (closed_ || read_paused_ || input_held_ || read_pending_) return;
   read_pending_ = true;
   if (rlen_ == rbuf_.size()) rbuf_.resize(rbuf_.size() * 2);
-  socket_.async_read_some(
-      asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_),
-      [self = shared_from_this()](error_code ec, size_t n) {
+  auto on_read = [self = shared_from_this()](error_code ec, size_t n) {
         self->read_pending_ = false;
         if (self->closed_) return;
         if (ec) {
@@ -101,7 +116,13 @@ void TcpSession::do_read() {
         self->rlen_ += n;
         self->process_input();
         self->do_read();
-      });
+  };
+  auto buf = asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_);
+  if (tls_) {
+    tls_->async_read_some(buf, std::move(on_read));
+  } else {
+    socket_.async_read_some(buf, std::move(on_read));
+  }
 }
 
 void TcpSession::request_flush() {
@@ -130,7 +151,7 @@ void TcpSession::do_write() {
   in_flight_.gather(gather_);
   writing_ = true;
   wrote_since_tick_ = true;
-  asio::async_write(socket_, gather_, [self = shared_from_this()](error_code ec, size_t) {
+  auto on_written = [self = shared_from_this()](error_code ec, size_t) {
     self->writing_ = false;
     self->in_flight_.clear();
     if (ec) {
@@ -142,7 +163,12 @@ void TcpSession::do_write() {
       self->conn_->on_output_drained();
     }
     self->do_write();
-  });
+  };
+  if (tls_) {
+    asio::async_write(*tls_, gather_, std::move(on_written));
+  } else {
+    asio::async_write(socket_, gather_, std::move(on_written));
+  }
 }
 
 void TcpSession::close_after_flush() {

@@ -3,10 +3,12 @@
 // Lives on the shard's io_context thread; kept alive by its pending async operations
 // (shared_from_this). Reads into a buffer that grows to frame_max, hands bytes to the
 // Connection, and writes the Connection's OutBuffer with one gathered async_write at a time
-// (double-buffered: the connection fills one buffer while the other is on the wire).
+// (double-buffered: the connection fills one buffer while the other is on the wire). On a
+// TLS listener the same socket is wrapped in an SSL stream and the TLS handshake comes first.
 #pragma once
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <chrono>
 #include <memory>
 #include <vector>
@@ -20,7 +22,9 @@ class Broker;
 
 class TcpSession : public std::enable_shared_from_this<TcpSession>, public Transport {
  public:
-  TcpSession(boost::asio::ip::tcp::socket socket, Broker& broker);
+  // `tls`: the listener's TLS context (null for plain AMQP); it outlives the session.
+  TcpSession(boost::asio::ip::tcp::socket socket, Broker& broker,
+             boost::asio::ssl::context* tls = nullptr);
   ~TcpSession() override;
   void start();
 
@@ -37,12 +41,14 @@ class TcpSession : public std::enable_shared_from_this<TcpSession>, public Trans
   void linger(uint32_t ms) override;
 
  private:
+  void begin();
   void do_read();
   void do_write();
   void on_heartbeat_tick();
   void finish();
 
   boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
   std::unique_ptr<Connection> conn_;
   std::vector<uint8_t> rbuf_;
   size_t rlen_ = 0;

@@ -60,11 +60,70 @@ void parse_listener(const std::string& v, Config& c) {
   c.bind_address = host;
   c.amqp_port = parse_uint<uint16_t>("listeners.tcp", v.substr(colon + 1), 65535);
 }
+
+bool parse_bool(const std::string& key, const std::string& v) {
+  if (v == "true") return true;
+  if (v == "false") return false;
+  throw ConfigError("invalid value '" + v + "' for " + key);
+}
+
+// ssl_options.* and management.ssl.* share their sub-keys. Returns false for an unknown one.
+bool apply_tls(TlsOptions& t, const std::string& key, const std::string& sub,
+               const std::string& value) {
+  if (sub == "cacertfile") {
+    t.cacertfile = value;
+  } else if (sub == "certfile") {
+    t.certfile = value;
+  } else if (sub == "keyfile") {
+    t.keyfile = value;
+  } else if (sub == "verify") {
+    if (value != "verify_peer" && value != "verify_none") {
+      throw ConfigError("invalid value '" + value + "' for " + key);
+    }
+    t.verify_peer = value == "verify_peer";
+  } else if (sub == "fail_if_no_peer_cert") {
+    t.fail_if_no_peer_cert = parse_bool(key, value);
+  } else if (sub.rfind("versions.", 0) == 0) {
+    if (value != "tlsv1.2" && value != "tlsv1.3" && value != "tlsv1.1" && value != "tlsv1") {
+      throw ConfigError("invalid value '" + value + "' for " + key);
+    }
+    t.versions.push_back(value);
+  } else if (sub.rfind("ciphers.", 0) == 0) {
+    t.ciphers.push_back(value);
+  } else {
+    return false;
+  }
+  return true;
+}
 }  // namespace
 
 bool Config::apply(const std::string& key, const std::string& value) {
   if (key.rfind("listeners.tcp.", 0) == 0) {
     parse_listener(value, *this);
+  } else if (key.rfind("listeners.ssl.", 0) == 0) {
+    Config tmp;
+    parse_listener(value, tmp);
+    amqps_port = tmp.amqp_port;
+    if (value.rfind(':') != std::string::npos) amqps_bind_address = tmp.bind_address;
+  } else if (key.rfind("ssl_options.", 0) == 0) {
+    if (!apply_tls(ssl, key, key.substr(12), value)) return false;
+  } else if (key == "management.ssl.port") {
+    https_port = parse_uint<uint16_t>(key, value, 65535);
+  } else if (key.rfind("management.ssl.", 0) == 0) {
+    if (!apply_tls(management_ssl, key, key.substr(15), value)) return false;
+  } else if (key.rfind("auth_mechanisms.", 0) == 0) {
+    static const char* kKnown[] = {"PLAIN", "AMQPLAIN", "EXTERNAL"};
+    bool ok = false;
+    for (const char* k : kKnown) ok = ok || value == k;
+    if (!ok) throw ConfigError("unsupported authentication mechanism '" + value + "' for " + key);
+    if (!auth_mechanisms_set_) auth_mechanisms.clear();
+    auth_mechanisms_set_ = true;
+    auth_mechanisms.push_back(value);
+  } else if (key == "ssl_cert_login_from") {
+    if (value != "distinguished_name" && value != "common_name") {
+      throw ConfigError("invalid value '" + value + "' for " + key);
+    }
+    ssl_cert_login_from = value;
   } else if (key == "heartbeat") {
     heartbeat = parse_uint<uint16_t>(key, value, 65535);
   } else if (key == "frame_max") {

@@ -17,10 +17,34 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// TLS settings of one listener (rabbitmq.conf's ssl_options.* / management.ssl.*).
+struct TlsOptions {
+  std::string cacertfile;
+  std::string certfile;
+  std::string keyfile;
+  bool verify_peer = false;           // ssl_options.verify = verify_peer | verify_none
+  bool fail_if_no_peer_cert = false;  // with verify_peer: refuse clients without one
+  std::vector<std::string> versions;  // 'tlsv1.2', 'tlsv1.3'; empty = both
+  std::vector<std::string> ciphers;   // OpenSSL names; empty = OpenSSL's defaults
+};
+
 struct Config {
   std::string bind_address = "0.0.0.0";
   uint16_t amqp_port = 5672;
   uint16_t http_port = 15672;
+  // AMQPS (listeners.ssl.default); 0 = off. Uses bind_address unless the key names a host.
+  uint16_t amqps_port = 0;
+  std::string amqps_bind_address;
+  TlsOptions ssl;
+  // HTTPS for the management listener (management.ssl.*); 0 = off.
+  uint16_t https_port = 0;
+  TlsOptions management_ssl;
+  // SASL mechanisms offered, in order (auth_mechanisms.N); EXTERNAL only on TLS connections
+  // with a client certificate.
+  std::vector<std::string> auth_mechanisms = {"PLAIN", "AMQPLAIN"};
+  // EXTERNAL's user name: the certificate subject's "distinguished_name" (RFC 4514, as
+  // RabbitMQ prints it) or its "common_name".
+  std::string ssl_cert_login_from = "distinguished_name";
   std::string data_dir;  // empty: default_data_dir()
   uint16_t heartbeat = 60;
   uint32_t frame_max = 131072;
@@ -47,6 +71,7 @@ struct Config {
   // (flow control; Warren's own key).
   uint64_t store_backlog_limit = 64ull << 20;
   std::vector<std::string> warnings;  // ignored keys, one line each
+  bool auth_mechanisms_set_ = false;  // the first auth_mechanisms.N replaces the defaults
 
   // Applies one `key = value` setting. Returns false for a key Warren does not know.
   // Throws ConfigError for a value that does not parse.

@@ -196,6 +196,46 @@ TEST_CASE("paging and flow control keys") {
   CHECK_FALSE(error_of("queue_memory_limit = -1\n").empty());
 }
 
+TEST_CASE("TLS listener, ssl_options, management.ssl and SASL mechanism keys") {
+  Config d;
+  CHECK(d.amqps_port == 0);
+  CHECK(d.auth_mechanisms == std::vector<std::string>{"PLAIN", "AMQPLAIN"});
+  CHECK(d.ssl_cert_login_from == "distinguished_name");
+  Config c = load("listeners.ssl.default = 127.0.0.1:5671\n"
+                  "ssl_options.cacertfile = /etc/ca.pem\n"
+                  "ssl_options.certfile = /etc/server.pem\n"
+                  "ssl_options.keyfile = /etc/server.key\n"
+                  "ssl_options.verify = verify_peer\n"
+                  "ssl_options.fail_if_no_peer_cert = true\n"
+                  "ssl_options.versions.1 = tlsv1.3\n"
+                  "ssl_options.ciphers.1 = TLS_AES_256_GCM_SHA384\n"
+                  "management.ssl.port = 15671\n"
+                  "management.ssl.certfile = /etc/m.pem\n"
+                  "auth_mechanisms.1 = EXTERNAL\n"
+                  "auth_mechanisms.2 = PLAIN\n"
+                  "ssl_cert_login_from = common_name\n");
+  CHECK(c.warnings.empty());
+  CHECK(c.amqps_port == 5671);
+  CHECK(c.amqps_bind_address == "127.0.0.1");
+  CHECK(c.ssl.cacertfile == "/etc/ca.pem");
+  CHECK(c.ssl.certfile == "/etc/server.pem");
+  CHECK(c.ssl.keyfile == "/etc/server.key");
+  CHECK(c.ssl.verify_peer);
+  CHECK(c.ssl.fail_if_no_peer_cert);
+  CHECK(c.ssl.versions == std::vector<std::string>{"tlsv1.3"});
+  CHECK(c.ssl.ciphers == std::vector<std::string>{"TLS_AES_256_GCM_SHA384"});
+  CHECK(c.https_port == 15671);
+  CHECK(c.management_ssl.certfile == "/etc/m.pem");
+  CHECK(c.auth_mechanisms == std::vector<std::string>{"EXTERNAL", "PLAIN"});
+  CHECK(c.ssl_cert_login_from == "common_name");
+  CHECK(load("listeners.ssl.default = 5671\n").amqps_bind_address.empty());
+  CHECK_FALSE(error_of("ssl_options.verify = maybe\n").empty());
+  CHECK_FALSE(error_of("ssl_options.versions.1 = sslv3\n").empty());
+  CHECK_FALSE(error_of("auth_mechanisms.1 = KERBEROS\n").empty());
+  CHECK_FALSE(error_of("ssl_cert_login_from = email\n").empty());
+  CHECK_FALSE(load("ssl_options.unknown_thing = 1\n").warnings.empty());
+}
+
 TEST_CASE("load_config_file") {
   const std::string path = "/tmp/warren-config-test-" + std::to_string(::getpid()) + ".conf";
   {
