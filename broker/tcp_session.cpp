@@ -85,6 +85,16 @@ void TcpSession::hold_input(bool held) {
 }
 
 void TcpSession::process_input() {
+  // Everything this read batch queues for the store reaches the writer in one hand-off.
+  struct Group {
+    persistence::Store* store;
+    explicit Group(persistence::Store* s) : store(s) {
+      if (store) store->begin_group();
+    }
+    ~Group() {
+      if (store) store->end_group();
+    }
+  } group(conn_->broker().store());
   size_t used = conn_->on_bytes(rbuf_.data(), rlen_);
   if (used > 0) {
     std::memmove(rbuf_.data(), rbuf_.data() + used, rlen_ - used);

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <thread>
 #include <type_traits>
+#include <unordered_map>
 #include <variant>
 
 namespace warren::persistence {
@@ -256,6 +257,10 @@ struct Store::Impl {
         !std::holds_alternative<LoadEntries>(op)) {
       return;
     }
+    if (group_depth_ > 0) {
+      group_.push_back(std::move(op));
+      return;
+    }
     bool was_empty;
     {
       std::lock_guard lk(mu_);
@@ -265,6 +270,28 @@ struct Store::Impl {
     // The writer sleeps only on an empty queue; otherwise it will see this op anyway.
     if (was_empty) cv_.notify_one();
   }
+
+  void end_group() {
+    if (--group_depth_ > 0 || group_.empty()) return;
+    bool was_empty;
+    {
+      std::lock_guard lk(mu_);
+      was_empty = queue_.empty();
+      if (was_empty) {
+        queue_.swap(group_);
+      } else {
+        std::move(group_.begin(), group_.end(), std::back_inserter(queue_));
+      }
+    }
+    group_.clear();
+    if (was_empty) cv_.notify_one();
+  }
+
+  // Marks in `skip` the operations of `batch` that cancel out: an entry added and removed
+  // in the same batch never needs the disk (RabbitMQ's message store likewise skips writing
+  // messages acked before they are flushed), nor do its delivered marks, nor a message row
+  // whose every entry in the batch cancelled.
+  static void cancel_pairs(const std::vector<Op>& batch, std::vector<char>& skip);
 
   void writer_loop();
   void commit_batch(std::vector<Op>& batch);
@@ -313,6 +340,10 @@ struct Store::Impl {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Op> queue_;  // guarded by mu_
+  // Broker thread only: the open group (see Store::begin_group).
+  int group_depth_ = 0;
+  std::vector<Op> group_;
+  std::vector<char> skip_;  // writer thread: cancel_pairs' result for the current batch
   bool stopping_ = false;  // guarded by mu_
   std::thread writer_;
 
@@ -667,12 +698,62 @@ void Store::Impl::commit_batch(std::vector<Op>& batch) {
   }
 }
 
+void Store::Impl::cancel_pairs(const std::vector<Op>& batch, std::vector<char>& skip) {
+  skip.assign(batch.size(), 0);
+  struct PerMessage {
+    size_t put = SIZE_MAX;
+    std::vector<size_t> adds;   // AddEntry indexes, in order
+    std::vector<size_t> marks;  // MarkDelivered indexes
+    size_t live = 0;
+    bool cancelled = false;
+  };
+  std::unordered_map<uint64_t, PerMessage> by_id;
+  bool any_remove = false;
+  for (const Op& op : batch) any_remove = any_remove || std::holds_alternative<RemoveEntry>(op);
+  if (!any_remove) return;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Op& op = batch[i];
+    if (const auto* p = std::get_if<PutMessage>(&op)) {
+      by_id[p->id].put = i;
+    } else if (const auto* a = std::get_if<AddEntry>(&op)) {
+      auto& pm = by_id[a->e.message_id];
+      pm.adds.push_back(i);
+      ++pm.live;
+    } else if (const auto* m = std::get_if<MarkDelivered>(&op)) {
+      auto it = by_id.find(m->message_id);
+      if (it != by_id.end()) it->second.marks.push_back(i);
+    } else if (const auto* r = std::get_if<RemoveEntry>(&op)) {
+      auto it = by_id.find(r->message_id);
+      if (it == by_id.end()) continue;
+      PerMessage& pm = it->second;
+      for (size_t a : pm.adds) {
+        const auto& add = std::get<AddEntry>(batch[a]);
+        if (skip[a] || add.vhost != r->vhost || add.queue != r->queue) continue;
+        skip[a] = skip[i] = 1;
+        for (size_t mk : pm.marks) {
+          const auto& mark = std::get<MarkDelivered>(batch[mk]);
+          if (mark.vhost == r->vhost && mark.queue == r->queue) skip[mk] = 1;
+        }
+        --pm.live;
+        pm.cancelled = true;
+        break;
+      }
+    }
+  }
+  for (auto& [id, pm] : by_id) {
+    if (pm.put != SIZE_MAX && pm.cancelled && pm.live == 0) skip[pm.put] = 1;
+  }
+}
+
 bool Store::Impl::write_batch(const std::vector<Op>& batch) {
   if (!run(stmts_.begin.get())) {
     return fail(std::string("cannot begin a transaction: ") + sqlite3_errmsg(db_));
   }
+  cancel_pairs(batch, skip_);
   std::string error;
-  for (const Op& op : batch) {
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (skip_[i]) continue;
+    const Op& op = batch[i];
     if (!std::visit([this](const auto& o) { return apply(o); }, op)) {
       error = std::string("write failed: ") + sqlite3_errmsg(db_);
       break;
@@ -939,6 +1020,10 @@ void Store::put_delayed(uint64_t id, const std::string& vhost, const std::string
 void Store::delete_delayed(uint64_t id) { impl_->enqueue(DeleteDelayed{id}); }
 
 void Store::sync(std::function<void(bool ok)> done) { impl_->enqueue(Sync{std::move(done)}); }
+
+void Store::begin_group() { ++impl_->group_depth_; }
+
+void Store::end_group() { impl_->end_group(); }
 
 bool Store::healthy() const { return !impl_->failed_.load(std::memory_order_acquire); }
 

@@ -174,6 +174,13 @@ class Store {
   // this call is durable (ok = true) or has failed (ok = false).
   void sync(std::function<void(bool ok)> done);
 
+  // Grouping (broker thread): between begin_group() and the matching end_group(), queued
+  // operations are collected without taking the queue's lock and handed to the writer all at
+  // once, so one read batch of a connection costs one lock and a publish's message and
+  // entries always share a transaction. Nests.
+  void begin_group();
+  void end_group();
+
   bool healthy() const;
   // Why the Store stopped being healthy (the SQLite error text), or "" while healthy. Any
   // thread; the Store logs nothing itself, so the broker logs this when a sync reports false.

@@ -757,3 +757,51 @@ TEST_CASE("a failed store still reads paged entries back") {
   REQUIRE(out->size() == 1);
   CHECK((*out)[0].message.body == "kept");
 }
+
+TEST_CASE("an entry added and removed in one batch never reaches the disk") {
+  TempDir dir;
+  {
+    Inbox inbox;
+    auto s = Store::open(dir.path.string(), inbox.poster());
+    s->recover();
+    s->begin_group();  // one hand-off: the writer sees all of it in one batch
+    put(*s, 1, "acked at once");
+    s->add_entry("/", "q", {1, 1, false});
+    s->mark_delivered("/", "q", 1);
+    put(*s, 2, "in two queues");
+    s->add_entry("/", "a", {2, 1, false});
+    s->add_entry("/", "b", {2, 1, false});
+    s->remove_entry("/", "q", 1);
+    s->remove_entry("/", "a", 2);
+    s->remove_entry("/", "a", 99);  // nothing to cancel against: runs as a no-op
+    s->end_group();
+    REQUIRE(sync_now(*s, inbox));
+    Db raw(dir.db());
+    CHECK(raw.text("SELECT count(*) FROM messages") == "1");
+    CHECK(raw.text("SELECT count(*) FROM entries") == "1");
+    // A remove in a later batch still deletes what an earlier batch wrote.
+    s->remove_entry("/", "b", 2);
+    REQUIRE(sync_now(*s, inbox));
+    CHECK(raw.text("SELECT count(*) FROM messages") == "0");
+  }
+  Recovered r = reopen(dir);
+  CHECK(r.entries.empty());
+}
+
+TEST_CASE("nested groups hand their operations over once, at the outer end") {
+  TempDir dir;
+  Inbox inbox;
+  auto s = Store::open(dir.path.string(), inbox.poster());
+  s->recover();
+  s->begin_group();
+  s->begin_group();
+  put(*s, 1, "grouped");
+  s->add_entry("/", "q", {1, 1, false});
+  s->end_group();
+  bool synced = false;
+  s->sync([&](bool) { synced = true; });
+  s->end_group();
+  inbox.run_until([&] { return synced; });
+  Db raw(dir.db());
+  CHECK(raw.text("SELECT count(*) FROM entries") == "1");
+}
