@@ -6,6 +6,7 @@
 #include "broker/broker.h"
 #include "persistence/store.h"
 #include "broker/channel.h"
+#include "broker/policy.h"
 #include "broker/vhost.h"
 
 namespace warren::broker {
@@ -43,6 +44,12 @@ std::string_view death_reason_name(DeathReason r) {
   return "rejected";
 }
 
+Overflow parse_overflow(std::string_view o) {
+  if (o == "reject-publish") return Overflow::kRejectPublish;
+  if (o == "reject-publish-dlx") return Overflow::kRejectPublishDlx;
+  return Overflow::kDropHead;
+}
+
 QueueSettings QueueSettings::from_arguments(const amqp::FieldTable& args) {
   // Values were validated at declaration (Channel); here they are only read.
   QueueSettings s;
@@ -60,10 +67,7 @@ QueueSettings QueueSettings::from_arguments(const amqp::FieldTable& args) {
   s.expires = int_arg("x-expires");
   s.max_length = int_arg("x-max-length");
   s.max_length_bytes = int_arg("x-max-length-bytes");
-  if (auto o = str_arg("x-overflow")) {
-    if (*o == "reject-publish") s.overflow = Overflow::kRejectPublish;
-    if (*o == "reject-publish-dlx") s.overflow = Overflow::kRejectPublishDlx;
-  }
+  if (auto o = str_arg("x-overflow")) s.overflow = parse_overflow(*o);
   s.dead_letter_exchange = str_arg("x-dead-letter-exchange");
   s.dead_letter_routing_key = str_arg("x-dead-letter-routing-key");
   if (auto p = int_arg("x-max-priority")) s.max_priority = static_cast<uint8_t>(std::clamp<int64_t>(*p, 0, 255));
@@ -90,6 +94,39 @@ Queue::Queue(VHost& vhost, uint32_t id, std::string name, bool durable, bool exc
   if (settings_.expires) {
     touch();
   }
+}
+
+void Queue::apply_policies(const Policy* p, const Policy* op) {
+  // RabbitMQ's merge: numeric limits take the smaller of argument and policy; for the
+  // others the queue's own argument wins. Operator policies only ever lower the limits.
+  QueueSettings s = QueueSettings::from_arguments(arguments_);
+  auto lower = [](std::optional<int64_t>& have, const std::optional<int64_t>& pol) {
+    if (pol && (!have || *pol < *have)) have = pol;
+  };
+  for (const Policy* pol : {p, op}) {
+    if (!pol) continue;
+    lower(s.message_ttl, pol->message_ttl);
+    lower(s.expires, pol->expires);
+    lower(s.max_length, pol->max_length);
+    lower(s.max_length_bytes, pol->max_length_bytes);
+  }
+  if (p) {
+    if (!arguments_.find("x-overflow") && p->overflow) s.overflow = parse_overflow(*p->overflow);
+    if (!s.dead_letter_exchange) s.dead_letter_exchange = p->dead_letter_exchange;
+    if (!s.dead_letter_routing_key) s.dead_letter_routing_key = p->dead_letter_routing_key;
+    if (!arguments_.find("x-queue-mode") && p->queue_mode) s.lazy = *p->queue_mode == "lazy";
+  }
+  policy_name_ = p ? p->name : "";
+  operator_policy_name_ = op ? op->name : "";
+  settings_ = std::move(s);
+  memory_limit_ = settings_.lazy ? 0 : vhost_->broker().config().queue_memory_limit;
+  if (deleted_) return;
+  if (settings_.expires) {
+    touch();
+  } else if (expiry_timer_) {
+    expiry_timer_->cancel();
+  }
+  if (settings_.max_length || settings_.max_length_bytes) enforce_limits();
 }
 
 bool Queue::pageable() const {
@@ -209,6 +246,7 @@ void Queue::loaded(std::vector<persistence::LoadedEntry> entries) {
   }
   paged_from_seq_ = entries.back().entry.seq + 1;
   if (paged_count_ == 0) paged_bytes_ = 0;
+  if (settings_.max_length || settings_.max_length_bytes) enforce_limits();
   if (!consumers_.empty()) dispatch();
   if (entries_with_expiry_) arm_ttl_timer();
   maybe_load();
@@ -253,10 +291,13 @@ void Queue::push(QueueEntry e) {
 }
 
 bool Queue::over_limits(size_t extra_count, uint64_t extra_bytes) const {
-  if (settings_.max_length && static_cast<int64_t>(ready_count_ + extra_count) > *settings_.max_length)
+  // Paged-out messages count (a policy can add a limit to a queue that already pages); the
+  // oldest are in memory, so dropping from the head drops them first.
+  if (settings_.max_length &&
+      static_cast<int64_t>(ready_count() + extra_count) > *settings_.max_length)
     return true;
   if (settings_.max_length_bytes &&
-      static_cast<int64_t>(ready_bytes_ + extra_bytes) > *settings_.max_length_bytes)
+      static_cast<int64_t>(ready_bytes() + extra_bytes) > *settings_.max_length_bytes)
     return true;
   return false;
 }

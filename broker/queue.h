@@ -36,6 +36,7 @@
 namespace warren::broker {
 
 class Channel;
+struct Policy;
 class Connection;
 class VHost;
 struct Consumer;
@@ -52,6 +53,7 @@ struct QueueEntry {
 };
 
 enum class Overflow { kDropHead, kRejectPublish, kRejectPublishDlx };
+Overflow parse_overflow(std::string_view o);
 
 // The queue arguments RabbitMQ gives meaning to, parsed once at declaration.
 struct QueueSettings {
@@ -86,7 +88,11 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   bool exclusive() const { return exclusive_; }
   bool auto_delete() const { return auto_delete_; }
   const amqp::FieldTable& arguments() const { return arguments_; }
+  // Effective settings: the arguments, with the winning policy and operator policy applied.
   const QueueSettings& settings() const { return settings_; }
+  void apply_policies(const Policy* policy, const Policy* operator_policy);
+  const std::string& policy_name() const { return policy_name_; }
+  const std::string& operator_policy_name() const { return operator_policy_name_; }
   Connection* owner() const { return owner_; }
   bool deleted() const { return deleted_; }
 
@@ -178,6 +184,8 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   bool auto_delete_;
   amqp::FieldTable arguments_;
   QueueSettings settings_;
+  std::string policy_name_;
+  std::string operator_policy_name_;
   Connection* owner_;
   bool deleted_ = false;
   bool had_consumer_ = false;

@@ -112,6 +112,7 @@ Exchange* VHost::add_exchange(std::string name, std::string type, bool durable,
   Exchange& ref = *x;
   exchange_ids_[ref.id] = &ref;
   exchanges_[std::move(name)] = std::move(x);
+  if (!policies_.empty()) apply_policies(ref);
   if (ref.durable && !predeclared(ref.name)) {
     broker_->persist([&](persistence::Store& s) {
       s.put_exchange(persistence::StoredExchange{name_, ref.name, ref.type, ref.auto_delete,
@@ -177,6 +178,7 @@ Queue& VHost::add_queue(std::string name, bool durable, bool exclusive, bool aut
   Queue& ref = *q;
   queue_ids_[ref.id()] = &ref;
   queues_[std::move(name)] = std::move(q);
+  if (!policies_.empty() || !operator_policies_.empty()) apply_policies(ref);
   // Exclusive and auto-delete queues do not survive a restart; durable ones are stored.
   if (ref.durable() && !ref.exclusive() && !ref.auto_delete()) {
     broker_->persist([&](persistence::Store& s) {
@@ -185,6 +187,45 @@ Queue& VHost::add_queue(std::string name, bool durable, bool exclusive, bool aut
     });
   }
   return ref;
+}
+
+const Policy* VHost::effective_policy(const std::string& name, bool is_queue,
+                                      bool operator_policy) const {
+  const Policy* best = nullptr;
+  for (const auto& [pname, p] : policies(operator_policy)) {
+    if (p.matches(name, is_queue) && (!best || p.priority > best->priority)) best = &p;
+  }
+  return best;
+}
+
+void VHost::apply_policies(Queue& q) {
+  q.apply_policies(effective_policy(q.name(), true), effective_policy(q.name(), true, true));
+}
+
+void VHost::apply_policies(Exchange& x) {
+  const Policy* p = effective_policy(x.name, false);
+  x.policy_name = p ? p->name : "";
+  x.policy_alternate = p && p->alternate_exchange ? *p->alternate_exchange : "";
+}
+
+void VHost::set_policy(Policy p, bool operator_policy) {
+  auto& map = operator_policy ? operator_policies_ : policies_;
+  std::string key = p.name;
+  map.insert_or_assign(std::move(key), std::move(p));
+  std::vector<QueuePtr> all;
+  for (auto& [n, q] : queues_) all.push_back(q);
+  for (auto& q : all) apply_policies(*q);
+  for (auto& [n, x] : exchanges_) apply_policies(*x);
+}
+
+bool VHost::clear_policy(const std::string& name, bool operator_policy) {
+  auto& map = operator_policy ? operator_policies_ : policies_;
+  if (map.erase(name) == 0) return false;
+  std::vector<QueuePtr> all;
+  for (auto& [n, q] : queues_) all.push_back(q);
+  for (auto& q : all) apply_policies(*q);
+  for (auto& [n, x] : exchanges_) apply_policies(*x);
+  return true;
 }
 
 size_t VHost::delete_queue(Queue& q) {
@@ -290,8 +331,9 @@ void VHost::route_into(Exchange& x, const Message& m, std::string_view routing_k
   }
   scratch_.resize(begin);
   // Unroutable here: the alternate exchange gets it (RabbitMQ's alternate-exchange).
-  if (begin == end && !x.alternate.empty()) {
-    if (Exchange* ae = find_exchange(x.alternate)) route_into(*ae, m, routing_key, in, out);
+  const std::string& alternate = x.alternate.empty() ? x.policy_alternate : x.alternate;
+  if (begin == end && !alternate.empty()) {
+    if (Exchange* ae = find_exchange(alternate)) route_into(*ae, m, routing_key, in, out);
   }
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "amqp/field_table.h"
+#include "broker/policy.h"
 #include "broker/queue.h"
 #include "exchange/exchange.h"
 #include "persistence/store.h"
@@ -35,6 +36,9 @@ struct Exchange {
   bool internal = false;
   amqp::FieldTable arguments;
   std::string alternate;  // alternate-exchange argument, or empty
+  // From the winning policy (kept here so routing never matches patterns).
+  std::string policy_name;
+  std::string policy_alternate;
   std::unique_ptr<exchange::ExchangeType> impl;
   std::vector<exchange::Binding> bindings;  // bindings with this exchange as source
   size_t bound_as_destination = 0;
@@ -86,6 +90,19 @@ class VHost {
   // Recovery: a stored delayed message, due at `due_unix_ms` (wall clock).
   void restore_delayed(const persistence::StoredDelayed& d);
 
+  // Policies (operator = true: operator policies). Setting or clearing one re-applies the
+  // winning policy to every queue at once, as RabbitMQ does.
+  void set_policy(Policy p, bool operator_policy = false);
+  bool clear_policy(const std::string& name, bool operator_policy = false);
+  const std::map<std::string, Policy>& policies(bool operator_policy = false) const {
+    return operator_policy ? operator_policies_ : policies_;
+  }
+  // The highest-priority policy matching a queue or exchange name, or null.
+  const Policy* effective_policy(const std::string& name, bool is_queue,
+                                 bool operator_policy = false) const;
+  void apply_policies(Queue& q);
+  void apply_policies(Exchange& x);
+
   // Cancels the timers of the vhost and its queues (broker shutdown).
   void cancel_timers();
 
@@ -105,6 +122,8 @@ class VHost {
 
   Broker* broker_;
   std::string name_;
+  std::map<std::string, Policy> policies_;
+  std::map<std::string, Policy> operator_policies_;
   uint32_t next_id_ = 1;
   std::map<std::string, std::unique_ptr<Exchange>, std::less<>> exchanges_;
   std::map<std::string, QueuePtr, std::less<>> queues_;
