@@ -35,7 +35,14 @@ TcpSession::TcpSession(asio::ip::tcp::socket socket, Broker& broker)
       close_timer_(socket_.get_executor()) {
   bool loopback = false;
   std::string peer = describe(socket_, loopback);
+  address_ = peer.substr(0, peer.rfind(':'));
   conn_ = std::make_unique<Connection>(broker, *this, std::move(peer), loopback);
+  {
+    error_code lec;
+    auto local = socket_.local_endpoint(lec);
+    if (!lec) conn_->set_local(local.address().to_string() + ":" + std::to_string(local.port()));
+  }
+  login_delay_ms_ = broker.login_throttle().delay_ms(address_, now_ms());
   error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   handshake_timeout_ms_ = broker.config().handshake_timeout_ms;
@@ -48,6 +55,15 @@ void TcpSession::start() {
   handshake_timer_.async_wait([self = shared_from_this()](error_code ec) {
     if (!ec && !self->closed_) self->conn_->on_handshake_timeout();
   });
+  if (login_delay_ms_ > 0) {
+    // Repeated failed logins from this address: read its handshake only after a pause
+    // (auth::LoginThrottle). The close timer is idle until the handshake is done.
+    close_timer_.expires_after(std::chrono::milliseconds(login_delay_ms_));
+    close_timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (!ec && !self->closed_) self->do_read();
+    });
+    return;
+  }
   do_read();
 }
 

@@ -1,6 +1,6 @@
 // persistence::Store (persistence/store.h) on a temporary data directory.
 // Concerns covered:
-//  - open() creates DATA_DIR/warren.db with meta application='warren', schema_version=2,
+//  - open() creates DATA_DIR/warren.db with meta application='warren', schema_version=4,
 //    WAL and the larger page size; reopening works and recovers nothing from an empty store;
 //  - open() refuses, with a StoreError and never a crash: a SQLite file without Warren's meta
 //    (or with another application's), random bytes, a text file, a newer schema_version;
@@ -179,7 +179,7 @@ TEST_CASE("a new data directory gets a Warren database with schema version 1") {
   {
     Db raw(db);
     CHECK(raw.text("SELECT value FROM meta WHERE key='application'") == "warren");
-    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "2");
+    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "4");
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
     CHECK(raw.text("PRAGMA page_size") == "8192");
   }
@@ -220,10 +220,10 @@ TEST_CASE("open refuses a newer schema version") {
   { reopen(dir); }
   {
     Db raw(dir.db());
-    raw.exec("UPDATE meta SET value = 3 WHERE key = 'schema_version'");
+    raw.exec("UPDATE meta SET value = 5 WHERE key = 'schema_version'");
   }
   const std::string err = open_error(dir);
-  CHECK(err.find("schema version 3") != std::string::npos);
+  CHECK(err.find("schema version 5") != std::string::npos);
   CHECK(err.find("newer") != std::string::npos);
 }
 
@@ -567,7 +567,7 @@ TEST_CASE("a failure injected with nothing to write fails the next sync") {
   CHECK_FALSE(s->healthy());
 }
 
-TEST_CASE("a version 1 database is migrated to version 2 and keeps its data") {
+TEST_CASE("a version 1 database is migrated to the latest version and keeps its data") {
   TempDir dir;
   {
     Inbox inbox;
@@ -580,6 +580,8 @@ TEST_CASE("a version 1 database is migrated to version 2 and keeps its data") {
     // Make it look like a file written by schema version 1.
     Db raw(dir.db());
     raw.exec("DROP TABLE delayed");
+    raw.exec("DROP TABLE users; DROP TABLE vhosts; DROP TABLE permissions; "
+             "DROP TABLE topic_permissions; DROP TABLE vhost_limits");
     raw.exec("UPDATE meta SET value = 1 WHERE key = 'schema_version'");
   }
   {
@@ -594,7 +596,7 @@ TEST_CASE("a version 1 database is migrated to version 2 and keeps its data") {
   }
   {
     Db raw(dir.db());
-    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "2");
+    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "4");
   }
   Inbox inbox;
   auto s = Store::open(dir.path.string(), inbox.poster());
