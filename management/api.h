@@ -45,6 +45,9 @@ struct Response {
 struct Context {
   broker::Broker& broker;
   const auth::User& user;
+  // warrenctl on this machine (HttpServer::local_token): like rabbitmqctl, it is not bound
+  // by the AMQP permissions of any user.
+  bool local_operator = false;
 };
 
 Response json_response(const Json& j, unsigned status = 200);

@@ -148,7 +148,8 @@ Response route(broker::Broker& broker, const Request& r, std::string_view author
   if (!user) return err;
   // Copy: a handler may delete the very user that is calling.
   const auth::User caller = *user;
-  Context c{broker, caller};
+  Context c{broker, caller, caller.name == "warrenctl" && caller.password_hash.empty() &&
+                               !local_token.empty() && !broker.users().find("warrenctl")};
   if (r.path.empty()) return not_found();
   const std::string& what = r.path[0];
   if (what == "overview") return handle_overview(c, r);
