@@ -615,3 +615,46 @@ TEST_CASE("a version 1 database is migrated to the latest version and keeps its 
   auto s2 = Store::open(dir.path.string(), inbox2.poster());
   CHECK(s2->recover().delayed.empty());
 }
+
+TEST_CASE("access data round trip: users, vhosts, permissions, topic permissions, limits") {
+  TempDir dir;
+  {
+    Inbox inbox;
+    auto s = Store::open(dir.path.string(), inbox.poster());
+    CHECK_FALSE(s->recover().access.initialized);
+    s->put_user(StoredUser{"u", "hash", "rabbit_password_hashing_sha512", "a,b"});
+    s->put_user(StoredUser{"gone", "h", "rabbit_password_hashing_sha256", ""});
+    s->put_vhost(StoredVhost{"v", "desc", "t"});
+    s->put_vhost(StoredVhost{"w", "", ""});
+    s->put_permission(StoredPermission{"u", "v", "^c", "^w", "^r"});
+    s->put_permission(StoredPermission{"u", "v", "^c2", "^w", "^r"});  // upsert
+    s->put_permission(StoredPermission{"gone", "v", ".*", ".*", ".*"});
+    s->put_permission(StoredPermission{"u", "w", ".*", ".*", ".*"});
+    s->put_topic_permission(StoredTopicPermission{"u", "v", "amq.topic", "^a", "^b"});
+    s->put_vhost_limit(StoredVhostLimit{"v", "max-queues", 3});
+    s->put_vhost_limit(StoredVhostLimit{"w", "max-queues", 9});
+    s->put_queue(StoredQueue{"w", "wq", false, std::string("\x00\x00\x00\x00", 4)});
+    s->delete_user("gone");
+    s->delete_vhost("w");
+    s->mark_access_initialized();
+    REQUIRE(sync_now(*s, inbox));
+  }
+  Inbox inbox;
+  auto s = Store::open(dir.path.string(), inbox.poster());
+  Recovered r = s->recover();
+  const RecoveredAccess& a = r.access;
+  CHECK(a.initialized);
+  REQUIRE(a.users.size() == 1);
+  CHECK(a.users[0].name == "u");
+  CHECK(a.users[0].hashing_algorithm == "rabbit_password_hashing_sha512");
+  CHECK(a.users[0].tags == "a,b");
+  REQUIRE(a.vhosts.size() == 1);
+  CHECK(a.vhosts[0].description == "desc");
+  REQUIRE(a.permissions.size() == 1);
+  CHECK(a.permissions[0].configure == "^c2");
+  REQUIRE(a.topic_permissions.size() == 1);
+  CHECK(a.topic_permissions[0].read == "^b");
+  REQUIRE(a.vhost_limits.size() == 1);
+  CHECK(a.vhost_limits[0].value == 3);
+  CHECK(r.queues.empty());  // the deleted vhost's queue went with it
+}
