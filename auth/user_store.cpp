@@ -79,6 +79,28 @@ bool UserStore::check_hash(std::string_view hash_b64, HashAlgorithm algo,
   return equal_ct(std::string_view(*raw).substr(4), digest(algo, salt, password));
 }
 
+std::string_view algorithm_name(HashAlgorithm a) {
+  switch (a) {
+    case HashAlgorithm::kSha512: return "rabbit_password_hashing_sha512";
+    case HashAlgorithm::kMd5: return "rabbit_password_hashing_md5";
+    case HashAlgorithm::kSha256: break;
+  }
+  return "rabbit_password_hashing_sha256";
+}
+
+std::optional<HashAlgorithm> parse_algorithm(std::string_view name) {
+  if (name == "rabbit_password_hashing_sha256" || name.empty()) return HashAlgorithm::kSha256;
+  if (name == "rabbit_password_hashing_sha512") return HashAlgorithm::kSha512;
+  if (name == "rabbit_password_hashing_md5") return HashAlgorithm::kMd5;
+  return std::nullopt;
+}
+
+bool has_tag(const User& u, std::string_view tag) {
+  for (const auto& t : u.tags)
+    if (t == tag) return true;
+  return false;
+}
+
 void UserStore::add_user(std::string name, std::string_view password,
                          std::vector<std::string> tags) {
   User u;
@@ -86,6 +108,23 @@ void UserStore::add_user(std::string name, std::string_view password,
   u.password_hash = hash_password(password);
   u.tags = std::move(tags);
   users_[std::move(name)] = std::move(u);
+  ++generation_;
+}
+
+void UserStore::put_user(User u) {
+  std::string name = u.name;
+  users_[std::move(name)] = std::move(u);
+  ++generation_;
+}
+
+bool UserStore::delete_user(std::string_view name) {
+  auto it = users_.find(name);
+  if (it == users_.end()) return false;
+  users_.erase(it);
+  std::erase_if(permissions_, [&](const auto& kv) { return kv.first.first == name; });
+  std::erase_if(topic_, [&](const auto& kv) { return std::get<0>(kv.first) == name; });
+  ++generation_;
+  return true;
 }
 
 const User* UserStore::find(std::string_view name) const {
@@ -101,6 +140,40 @@ const User* UserStore::authenticate(std::string_view name, std::string_view pass
 
 void UserStore::set_permission(std::string_view user, std::string_view vhost, Permission p) {
   permissions_[{std::string(user), std::string(vhost)}] = std::move(p);
+  ++generation_;
+}
+
+bool UserStore::clear_permission(std::string_view user, std::string_view vhost) {
+  ++generation_;
+  return permissions_.erase({std::string(user), std::string(vhost)}) > 0;
+}
+
+void UserStore::set_topic_permission(std::string_view user, std::string_view vhost,
+                                     std::string_view exchange, TopicPermission p) {
+  topic_[{std::string(user), std::string(vhost), std::string(exchange)}] = std::move(p);
+  ++generation_;
+}
+
+const TopicPermission* UserStore::topic_permission(std::string_view user, std::string_view vhost,
+                                                   std::string_view exchange) const {
+  if (topic_.empty()) return nullptr;
+  auto it = topic_.find({std::string(user), std::string(vhost), std::string(exchange)});
+  return it == topic_.end() ? nullptr : &it->second;
+}
+
+size_t UserStore::clear_topic_permissions(std::string_view user, std::string_view vhost,
+                                          std::string_view exchange) {
+  ++generation_;
+  return std::erase_if(topic_, [&](const auto& kv) {
+    const auto& [u, v, x] = kv.first;
+    return u == user && v == vhost && (exchange.empty() || x == exchange);
+  });
+}
+
+void UserStore::forget_vhost(std::string_view vhost) {
+  std::erase_if(permissions_, [&](const auto& kv) { return kv.first.second == vhost; });
+  std::erase_if(topic_, [&](const auto& kv) { return std::get<1>(kv.first) == vhost; });
+  ++generation_;
 }
 
 const Permission* UserStore::permission(std::string_view user, std::string_view vhost) const {

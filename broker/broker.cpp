@@ -25,6 +25,7 @@ Broker::Broker(common::Config config, boost::asio::any_io_executor executor)
     executor_ = own_io_->get_executor();
   }
   add_vhost(config_.default_vhost);
+  vhost_info_[config_.default_vhost].description = "Default virtual host";
   if (!config_.default_user.empty()) {
     users_.add_user(config_.default_user, config_.default_pass, {"administrator"});
     users_.set_permission(config_.default_user, config_.default_vhost, auth::Permission{});
@@ -171,6 +172,7 @@ void Broker::release_store_waiters() {
 
 void Broker::recover(persistence::Recovered r) {
   recovering_ = true;
+  if (r.access.initialized) recover_access(r.access);
   auto table = [](const std::string& bytes) {
     if (bytes.empty()) return amqp::FieldTable{};
     amqp::Reader rd(bytes);
@@ -232,6 +234,7 @@ void Broker::recover(persistence::Recovered r) {
   }
   last_message_id_ = std::max(last_message_id_, r.max_message_id);
   recovering_ = false;
+  if (!r.access.initialized) seed_pending_ = true;
 }
 
 void Broker::shutdown() {
@@ -239,6 +242,7 @@ void Broker::shutdown() {
   std::vector<Connection*> all(connections_.begin(), connections_.end());
   for (Connection* c : all) c->abort_transport();
   for (auto& [name, v] : vhosts_) v->cancel_timers();
+  for (auto& v : deleted_vhosts_) v->cancel_timers();
 }
 
 std::string Broker::register_reply_channel(Channel* ch) {

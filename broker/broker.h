@@ -11,9 +11,12 @@
 #include <memory>
 #include <unordered_map>
 #include <random>
+#include <optional>
 #include <set>
 #include <string>
 
+#include "auth/login_throttle.h"
+#include "auth/permission.h"
 #include "auth/user_store.h"
 #include "persistence/store.h"
 #include "broker/vhost.h"
@@ -35,7 +38,8 @@ class Broker {
   boost::asio::any_io_executor executor() const { return executor_; }
 
   // Durable storage (null: everything in memory, as in unit tests).
-  void set_store(persistence::Store* store) { store_ = store; }
+  // Attaching the store writes the default access data when recovery found none.
+  void set_store(persistence::Store* store);
   persistence::Store* store() const { return store_; }
   // Runs `f(store)` for a write unless there is no store or recovery is running; counts the
   // write so that a channel knows its reply must wait for the commit.
@@ -84,6 +88,49 @@ class Broker {
 
   VHost* find_vhost(std::string_view name);
   VHost& add_vhost(const std::string& name);
+  const std::map<std::string, std::unique_ptr<VHost>, std::less<>>& vhosts() const {
+    return vhosts_;
+  }
+
+  // ---- Access control (broker/broker_access.cpp). Each change is persisted and takes
+  // effect at once: permission checks see it on the next operation, and deleting a user or
+  // a vhost closes its connections with 320 CONNECTION_FORCED as RabbitMQ does.
+  struct VHostInfo {
+    std::string description;
+    std::vector<std::string> tags;
+    std::map<std::string, int64_t, std::less<>> limits;  // "max-connections", "max-queues"
+  };
+  const VHostInfo* vhost_info(std::string_view name) const;
+  // Creates the vhost (true) or updates its description and tags (false).
+  bool put_vhost(const std::string& name, std::string description, std::vector<std::string> tags);
+  // Closes its connections, deletes its queues, exchanges, permissions and limits.
+  bool delete_vhost(const std::string& name);
+  void put_user(auth::User u);
+  bool delete_user(const std::string& name);
+  void set_permission(const std::string& user, const std::string& vhost, auth::Permission p);
+  bool clear_permission(const std::string& user, const std::string& vhost);
+  void set_topic_permission(const std::string& user, const std::string& vhost,
+                            const std::string& exchange, auth::TopicPermission p);
+  size_t clear_topic_permissions(const std::string& user, const std::string& vhost,
+                                 const std::string& exchange);
+  // A negative value means "no limit", as in RabbitMQ.
+  void set_vhost_limit(const std::string& vhost, const std::string& name, int64_t value);
+  bool clear_vhost_limit(const std::string& vhost, const std::string& name);
+  // The limit when set and not negative.
+  std::optional<int64_t> vhost_limit(std::string_view vhost, std::string_view name) const;
+  // Whether `user` may `access` the resource named `name` in `vhost` (RabbitMQ's
+  // configure/write/read regexes; no permission in the vhost means no access).
+  bool permitted(std::string_view user, std::string_view vhost, auth::Access access,
+                 std::string_view name) const;
+  auth::LoginThrottle& login_throttle() { return login_throttle_; }
+  // Closes, with 320 CONNECTION_FORCED and `reason`, each open connection `pred` selects.
+  template <typename Pred>
+  void close_connections_if(Pred pred, const std::string& reason) {
+    std::vector<Connection*> picked;
+    for (Connection* c : connections_)
+      if (pred(*c)) picked.push_back(c);
+    close_connections(picked, reason);
+  }
 
   void register_connection(Connection* c) { connections_.insert(c); }
   void unregister_connection(Connection* c) { connections_.erase(c); }
@@ -123,6 +170,17 @@ class Broker {
   bool disk_alarm_ = false;
   int64_t last_alarm_check_ = 0;
   void tick();
+
+  void close_connections(const std::vector<Connection*>& picked, const std::string& reason);
+  // Recovery of the access data, or the defaults on a data directory that has none yet.
+  void recover_access(const persistence::RecoveredAccess& a);
+  void seed_default_access();
+  bool seed_pending_ = false;  // recover() found no access data; written once a store is set
+  std::map<std::string, VHostInfo, std::less<>> vhost_info_;
+  auth::LoginThrottle login_throttle_;
+  // Deleted vhosts are kept (empty) until the broker goes: connections being closed and
+  // late timer callbacks may still hold pointers to them.
+  std::vector<std::unique_ptr<VHost>> deleted_vhosts_;
 };
 
 }  // namespace warren::broker

@@ -383,6 +383,7 @@ void Channel::on_exchange_declare(const amqp::ExchangeDeclare& m) {
   if (!exchange::Registry::builtin().has(type)) {
     throw ConnectionError(ReplyCode::kCommandInvalid, "unknown exchange type '" + type + "'");
   }
+  check_access(auth::Access::kConfigure, "exchange", name);
   if (const amqp::FieldValue* ae = m.arguments.find("alternate-exchange")) {
     if (!ae->as_string()) {
       throw ChannelError(ReplyCode::kPreconditionFailed,
@@ -416,6 +417,11 @@ void Channel::on_exchange_declare(const amqp::ExchangeDeclare& m) {
       throw ChannelError(ReplyCode::kAccessRefused,
                          "exchange name '" + name + "' contains reserved prefix 'amq.*'");
     }
+    if (const amqp::FieldValue* ae = m.arguments.find("alternate-exchange")) {
+      // RabbitMQ: read on the new exchange, write on its alternate.
+      check_access(auth::Access::kRead, "exchange", name);
+      check_access(auth::Access::kWrite, "exchange", *ae->as_string());
+    }
     std::string err;
     if (!vhost().add_exchange(name, type, m.durable, m.auto_delete, m.internal, m.arguments,
                               &err)) {
@@ -435,6 +441,7 @@ void Channel::on_exchange_delete(const amqp::ExchangeDelete& m) {
                                                       "' in vhost '" + vhost().name() +
                                                       "' not allowed");
   }
+  check_access(auth::Access::kConfigure, "exchange", name);
   if (Exchange* x = vhost().find_exchange(name)) {
     if (m.if_unused && (!x->bindings.empty() || x->bound_as_destination > 0)) {
       throw ChannelError(ReplyCode::kPreconditionFailed,
@@ -447,8 +454,15 @@ void Channel::on_exchange_delete(const amqp::ExchangeDelete& m) {
 
 void Channel::on_exchange_bind(const amqp::ExchangeBind& m, bool bind) {
   const std::string src(m.source), dst(m.destination);
+  // RabbitMQ's binding_action: write on the destination, read on the source (and its topic
+  // permission for the binding key), both before anything is looked up.
+  check_access(auth::Access::kWrite, "exchange", dst);
   if (src.empty() || dst.empty()) {
     throw ChannelError(ReplyCode::kAccessRefused, "operation not permitted on the default exchange");
+  }
+  check_access(auth::Access::kRead, "exchange", src);
+  if (Exchange* s = vhost().find_exchange(src)) {
+    check_topic_access(*s, m.routing_key, auth::Access::kRead);
   }
   if (!bind) {
     Exchange* d = vhost().find_exchange(dst);
@@ -516,6 +530,7 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
     throw ChannelError(ReplyCode::kAccessRefused,
                        "queue name '" + name + "' contains reserved prefix 'amq.*'");
   }
+  check_access(auth::Access::kConfigure, "queue", name);
   const std::string where = "queue '" + name + "' in vhost '" + vh.name() + "'";
   if (std::string err = validate_queue_arguments(m.arguments); !err.empty()) {
     // \x01 marks where the queue's description goes; \x02 a message of its own wording.
@@ -549,6 +564,20 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
     check_equivalent_args(q->arguments(), m.arguments, where);
     q->touch();
   } else {
+    // The vhost's queue limit applies to new queues only (rabbit_channel).
+    if (auto limit = conn_.broker().vhost_limit(vh.name(), "max-queues")) {
+      if (static_cast<int64_t>(vh.queues().size()) >= *limit) {
+        throw ChannelError(ReplyCode::kPreconditionFailed,
+                           "cannot declare queue '" + name + "': queue limit in vhost '" +
+                               vh.name() + "' (" + std::to_string(*limit) + ") is reached");
+      }
+    }
+    const amqp::FieldValue* dlx = m.arguments.find("x-dead-letter-exchange");
+    if (auto dlx_name = dlx ? dlx->as_string() : std::nullopt) {
+      // Read on the queue, write on its dead-letter exchange.
+      check_access(auth::Access::kRead, "queue", name);
+      check_access(auth::Access::kWrite, "exchange", *dlx_name);
+    }
     q = &vh.add_queue(name, durable, m.exclusive, m.auto_delete, m.arguments,
                       m.exclusive ? &conn_ : nullptr);
   }
@@ -567,9 +596,14 @@ void Channel::on_queue_bind(const amqp::QueueBind& m) {
   // An empty key with an empty queue name means "the last queue's name" (AMQP 0-9-1 1.7.2.3).
   std::string key(m.routing_key);
   if (m.queue.empty() && key.empty()) key = qname;
+  check_access(auth::Access::kWrite, "queue", qname);
   if (m.exchange.empty()) {
     throw ChannelError(ReplyCode::kAccessRefused,
                        "operation not permitted on the default exchange");
+  }
+  check_access(auth::Access::kRead, "exchange", m.exchange);
+  if (Exchange* src = vhost().find_exchange(m.exchange)) {
+    check_topic_access(*src, key, auth::Access::kRead);
   }
   Queue& q = queue_for(qname);
   Exchange& x = exchange_for(m.exchange);
@@ -584,19 +618,24 @@ void Channel::on_queue_bind(const amqp::QueueBind& m) {
 
 void Channel::on_queue_unbind(const amqp::QueueUnbind& m) {
   const std::string qname = queue_name_or_last(m.queue);
+  check_access(auth::Access::kWrite, "queue", qname);
   if (m.exchange.empty()) {
     throw ChannelError(ReplyCode::kAccessRefused,
                        "operation not permitted on the default exchange");
   }
+  check_access(auth::Access::kRead, "exchange", m.exchange);
   Queue* q = vhost().find_queue(qname);
   Exchange* x = vhost().find_exchange(m.exchange);
+  if (x) check_topic_access(*x, m.routing_key, auth::Access::kRead);
   if (q) check_exclusive(*q);
   if (q && x) vhost().unbind(*x, exchange::Destination{q->id(), false}, m.routing_key, m.arguments);
   reply(amqp::QueueUnbindOk{});
 }
 
 void Channel::on_queue_purge(const amqp::QueuePurge& m) {
-  Queue& q = queue_for(queue_name_or_last(m.queue));
+  const std::string qname = queue_name_or_last(m.queue);
+  check_access(auth::Access::kRead, "queue", qname);
+  Queue& q = queue_for(qname);
   const size_t n = q.purge();
   if (!m.no_wait) {
     amqp::QueuePurgeOk ok;
@@ -607,6 +646,7 @@ void Channel::on_queue_purge(const amqp::QueuePurge& m) {
 
 void Channel::on_queue_delete(const amqp::QueueDelete& m) {
   const std::string name = queue_name_or_last(m.queue);
+  check_access(auth::Access::kConfigure, "queue", name);
   Queue* q = vhost().find_queue(name);
   size_t n = 0;
   if (q) {
@@ -667,7 +707,9 @@ void Channel::on_basic_consume(const amqp::BasicConsume& m) {
     }
     return;
   }
-  Queue& q = queue_for(queue_name_or_last(m.queue));
+  const std::string qname = queue_name_or_last(m.queue);
+  check_access(auth::Access::kRead, "queue", qname);
+  Queue& q = queue_for(qname);
   int32_t priority = 0;
   if (const amqp::FieldValue* p = m.arguments.find("x-priority")) {
     auto v = p->as_int();
@@ -754,6 +796,7 @@ void Channel::on_basic_publish(const amqp::BasicPublish& m, amqp::Command& cmd) 
     throw ConnectionError(ReplyCode::kNotImplemented, "immediate=true", amqp::BasicPublish::kClassId,
                           amqp::BasicPublish::kMethodId);
   }
+  check_access(auth::Access::kWrite, "exchange", m.exchange);
   Exchange* x = nullptr;
   if (!m.exchange.empty()) {
     x = &exchange_for(m.exchange);
@@ -762,6 +805,7 @@ void Channel::on_basic_publish(const amqp::BasicPublish& m, amqp::Command& cmd) 
                          "cannot publish to internal exchange '" + x->name + "' in vhost '" +
                              vhost().name() + "'");
     }
+    check_topic_access(*x, m.routing_key, auth::Access::kWrite);
   }
   conn_.note_publish();
   MessagePtr msg(new Message);
@@ -976,7 +1020,9 @@ void Channel::check_consumer_timeout(int64_t now) {
 }
 
 void Channel::on_basic_get(const amqp::BasicGet& m) {
-  Queue& q = queue_for(queue_name_or_last(m.queue));
+  const std::string qname = queue_name_or_last(m.queue);
+  check_access(auth::Access::kRead, "queue", qname);
+  Queue& q = queue_for(qname);
   auto e = q.get(!m.no_ack);
   if (!e && q.head_paged_out()) {
     // RabbitMQ reads the message from disk before answering; so does Warren, without

@@ -16,6 +16,7 @@
 
 #include "amqp/command_assembler.h"
 #include "amqp/methods.h"
+#include "auth/permission.h"
 #include "broker/queue.h"
 
 namespace warren::broker {
@@ -54,6 +55,12 @@ class Channel {
   void kick_consumers();
 
   size_t unacked_count() const { return unacked_live_; }
+  // Management (/api/channels, /api/consumers).
+  const std::map<std::string, ConsumerPtr, std::less<>>& consumers() const { return consumers_; }
+  uint32_t consumer_prefetch() const { return consumer_prefetch_; }
+  uint32_t channel_prefetch() const { return channel_prefetch_; }
+  bool confirm_mode() const { return confirm_mode_; }
+  bool tx_mode() const { return tx_mode_; }
   // Closes the channel (406) when its oldest unacked delivery is older than consumer_timeout.
   void check_consumer_timeout(int64_t now);
   // Direct reply-to: a reply published to this channel's "amq.rabbitmq.reply-to.<token>".
@@ -119,6 +126,12 @@ class Channel {
   void on_tx_rollback();
 
   VHost& vhost();
+  // 403 ACCESS_REFUSED unless the user may `access` the `kind` ("queue", "exchange") named
+  // `name` (broker/channel_access.cpp; the default exchange is checked as "amq.default").
+  void check_access(auth::Access access, std::string_view kind, std::string_view name);
+  // Topic permissions: on a topic exchange, the routing key must match the user's write
+  // (publish) or read (bind, unbind) pattern for that exchange, when one is set.
+  void check_topic_access(const Exchange& x, std::string_view routing_key, auth::Access access);
   // Resolves "" to the last declared queue, as RabbitMQ does.
   std::string queue_name_or_last(std::string_view name);
   Queue& queue_for(std::string_view name);  // 404 when missing, 405 when exclusive elsewhere

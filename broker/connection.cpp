@@ -1,6 +1,7 @@
 #include "broker/connection.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "broker/broker.h"
 #include "broker/channel.h"
@@ -30,6 +31,9 @@ Connection::Connection(Broker& broker, Transport& transport, std::string peer,
       peer_(std::move(peer)),
       peer_is_loopback_(peer_is_loopback),
       parser_(amqp::kFrameMinSize) {
+  connected_at_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
   broker_.register_connection(this);
 }
 
@@ -335,8 +339,13 @@ void Connection::on_start_ok(const amqp::ConnectionStartOk& m) {
   }
   // A refused login is a connection.close only for clients that advertise
   // authentication_failure_close; others just see the socket close.
+  mechanism_ = std::string(m.mechanism);
+  // Logged as RabbitMQ logs it, never with the password; failures slow the address down
+  // (auth::LoginThrottle, applied when its next connection is accepted).
+  const std::string address = peer_.substr(0, peer_.rfind(':'));
   auto refuse = [&](const std::string& why) {
-    WLOG_WARN("authentication failed from {}: {}", peer_, why);
+    WLOG_WARN("closing connection {}: {} login refused: {}", peer_, m.mechanism, why);
+    broker_.login_throttle().record_failure(address, now_ms());
     if (!client_capability("authentication_failure_close")) return silent_close(why);
     fail(ConnectionError(ReplyCode::kAccessRefused,
                          "Login was refused using authentication mechanism " +
@@ -347,12 +356,13 @@ void Connection::on_start_ok(const amqp::ConnectionStartOk& m) {
                                  : broker_.users().authenticate(cred->user, cred->password);
   if (!u) {
     return refuse(external ? "no user '" + cred->user + "' for the client certificate"
-                           : "invalid credentials for user '" + cred->user + "'");
+                           : "user '" + cred->user + "' - invalid credentials");
   }
   const auto& lb = broker_.config().loopback_users;
   if (!peer_is_loopback_ && std::find(lb.begin(), lb.end(), u->name) != lb.end()) {
-    return refuse("user '" + u->name + "' may only connect from localhost");
+    return refuse("user '" + u->name + "' can only connect via localhost");
   }
+  broker_.login_throttle().record_success(address);
   user_ = u->name;
   amqp::ConnectionTune tune;
   tune.channel_max = broker_.config().channel_max;
@@ -387,6 +397,20 @@ void Connection::on_tune_ok(const amqp::ConnectionTuneOk& m) {
 
 void Connection::on_open(const amqp::ConnectionOpen& m) {
   VHost* v = broker_.find_vhost(m.virtual_host);
+  // RabbitMQ's reader checks the vhost's connection limit before the vhost access.
+  if (auto limit = v ? broker_.vhost_limit(v->name(), "max-connections") : std::nullopt) {
+    const auto open = std::count_if(broker_.connections().begin(), broker_.connections().end(),
+                                    [v](Connection* c) {
+                                      return c->vhost_ == v && c->state_ == State::kOpen;
+                                    });
+    if (open >= *limit) {
+      throw ConnectionError(ReplyCode::kNotAllowed,
+                            "access to vhost '" + v->name() + "' refused for user '" + user_ +
+                                "': connection limit (" + std::to_string(*limit) +
+                                ") is reached",
+                            amqp::ConnectionOpen::kClassId, amqp::ConnectionOpen::kMethodId);
+    }
+  }
   if (!v) {
     throw ConnectionError(ReplyCode::kNotAllowed,
                           "vhost " + std::string(m.virtual_host) + " not found",

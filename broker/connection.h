@@ -88,6 +88,26 @@ class Connection {
   // Output drained below the high-water mark: deliveries may resume.
   void on_output_drained();
 
+  // Management (read on the connection's thread): RabbitMQ's connection name is
+  // "PEER -> LOCAL", and the rest mirrors the fields of /api/connections.
+  void set_local(std::string local) { local_ = std::move(local); }
+  const std::string& local() const { return local_; }
+  std::string name() const { return peer_ + " -> " + local_; }
+  int64_t connected_at() const { return connected_at_; }
+  const amqp::FieldTable& client_properties() const { return client_properties_; }
+  uint16_t channel_max() const { return channel_max_; }
+  uint16_t heartbeat() const { return heartbeat_; }
+  const std::string& auth_mechanism() const { return mechanism_; }
+  const std::unordered_map<uint16_t, std::unique_ptr<Channel>>& channels() const {
+    return channels_;
+  }
+  // Permission decisions already made for this connection's user (broker/channel_access.cpp).
+  struct PermissionCache {
+    uint64_t generation = ~uint64_t{0};
+    std::unordered_map<std::string, bool> decisions;
+  };
+  PermissionCache& permission_cache() { return permission_cache_; }
+
   State state() const { return state_; }
   OutBuffer& out() { return out_; }
   bool write_blocked() const { return out_.size() > kOutputHighWater; }
@@ -143,6 +163,10 @@ class Connection {
   OutBuffer out_;
 
   std::string user_;
+  std::string local_;
+  std::string mechanism_;
+  int64_t connected_at_ = 0;  // wall clock, ms
+  PermissionCache permission_cache_;
   VHost* vhost_ = nullptr;
   amqp::FieldTable client_properties_;
   uint16_t channel_max_ = 2047;

@@ -12,6 +12,7 @@
 #include "broker/server.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "management/http_server.h"
 #include "persistence/store.h"
 
 namespace po = boost::program_options;
@@ -123,9 +124,18 @@ int main(int argc, char** argv) {
     }
     WLOG_INFO("listening for AMQPS (TLS) on {}:{}", addr, amqps_server->port());
   }
+  management::HttpServer http(io, broker);
   if (cfg.http_port != 0) {
-    WLOG_WARN("the management HTTP API is not available in this build yet; port {} is not opened",
-              cfg.http_port);
+    try {
+      http.listen(cfg.bind_address, cfg.http_port);
+    } catch (const std::exception& e) {
+      WLOG_ERROR("cannot listen for HTTP on {}:{}: {}", cfg.bind_address, cfg.http_port, e.what());
+      return 1;
+    }
+    // warrenctl on this machine reads the port and a one-time token from here (readable by
+    // the broker's user only), as rabbitmqctl relies on the Erlang cookie.
+    http.write_local_credentials(cfg.data_dir);
+    WLOG_INFO("management API listening on http://{}:{}/api/", cfg.bind_address, http.port());
   }
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -135,6 +145,7 @@ int main(int argc, char** argv) {
     WLOG_INFO("signal {} received: closing connections and stopping", sig);
     server.stop();
     if (amqps_server) amqps_server->stop();
+    http.stop();
     broker.close_all_connections("broker forced connection closure with reason 'shutdown'");
     // Give clients a moment to answer close-ok, then stop regardless.
     stop_timer.expires_after(std::chrono::milliseconds(

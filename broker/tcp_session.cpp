@@ -36,8 +36,15 @@ TcpSession::TcpSession(asio::ip::tcp::socket socket, Broker& broker, asio::ssl::
       close_timer_(socket_.get_executor()) {
   bool loopback = false;
   std::string peer = describe(socket_, loopback);
+  address_ = peer.substr(0, peer.rfind(':'));
   conn_ = std::make_unique<Connection>(broker, *this, std::move(peer), loopback);
   if (tls) tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *tls);
+  {
+    error_code lec;
+    auto local = socket_.local_endpoint(lec);
+    if (!lec) conn_->set_local(local.address().to_string() + ":" + std::to_string(local.port()));
+  }
+  login_delay_ms_ = broker.login_throttle().delay_ms(address_, now_ms());
   error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   handshake_timeout_ms_ = broker.config().handshake_timeout_ms;
@@ -51,7 +58,7 @@ void TcpSession::start() {
     if (!ec && !self->closed_) self->conn_->on_handshake_timeout();
   });
   if (!tls_) {
-    do_read();
+    begin();
     return;
   }
   tls_->async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](error_code ec) {
@@ -64,8 +71,21 @@ void TcpSession::start() {
       return;
     }
     self->conn_->set_peer_identity(auth::peer_identity(self->tls_->native_handle()));
-    self->do_read();
+    self->begin();
   });
+}
+
+// Repeated failed logins from this address: its handshake is read only after a pause
+// (auth::LoginThrottle). The close timer is idle until the handshake is done.
+void TcpSession::begin() {
+  if (login_delay_ms_ > 0) {
+    close_timer_.expires_after(std::chrono::milliseconds(login_delay_ms_));
+    close_timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (!ec && !self->closed_) self->do_read();
+    });
+    return;
+  }
+  do_read();
 }
 
 void TcpSession::pause_reading(bool paused) {

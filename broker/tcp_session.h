@@ -71,6 +71,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession>, public Trans
   int missed_ticks_ = 0;
   int tick_ = 0;
   uint32_t handshake_timeout_ms_ = 10000;
+  std::string address_;         // the peer's address without its port
+  int64_t login_delay_ms_ = 0;  // auth::LoginThrottle's pause before the handshake is read
   boost::asio::steady_timer handshake_timer_;
   boost::asio::steady_timer heartbeat_timer_;
   boost::asio::steady_timer close_timer_;

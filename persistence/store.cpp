@@ -26,7 +26,7 @@
 namespace warren::persistence {
 namespace {
 
-constexpr int64_t kSchemaVersion = 3;
+constexpr int64_t kSchemaVersion = 4;
 constexpr std::string_view kApplication = "warren";
 // Set before the first table (SQLite cannot change it once the file is WAL). Larger than the
 // 4 KiB default so most 1-4 KiB messages fit in their leaf page without overflow chains.
@@ -110,6 +110,43 @@ CREATE TABLE delayed (
     {3, R"sql(
 ALTER TABLE entries ADD COLUMN transient INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE entries ADD COLUMN expires_unix_ms INTEGER NOT NULL DEFAULT 0;
+)sql"},
+    // 4: access control — users, vhosts, permissions, topic permissions, vhost limits.
+    // meta 'access_initialized' is set once the broker has written its defaults.
+    {4, R"sql(
+CREATE TABLE users (
+  name TEXT PRIMARY KEY,
+  password_hash TEXT NOT NULL,
+  hashing_algorithm TEXT NOT NULL,
+  tags TEXT NOT NULL
+);
+CREATE TABLE vhosts (
+  name TEXT PRIMARY KEY,
+  description TEXT NOT NULL,
+  tags TEXT NOT NULL
+);
+CREATE TABLE permissions (
+  user TEXT NOT NULL,
+  vhost TEXT NOT NULL,
+  configure TEXT NOT NULL,
+  write TEXT NOT NULL,
+  read TEXT NOT NULL,
+  PRIMARY KEY (user, vhost)
+);
+CREATE TABLE topic_permissions (
+  user TEXT NOT NULL,
+  vhost TEXT NOT NULL,
+  exchange TEXT NOT NULL,
+  write TEXT NOT NULL,
+  read TEXT NOT NULL,
+  PRIMARY KEY (user, vhost, exchange)
+);
+CREATE TABLE vhost_limits (
+  vhost TEXT NOT NULL,
+  name TEXT NOT NULL,
+  value INTEGER NOT NULL,
+  PRIMARY KEY (vhost, name)
+);
 )sql"},
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration step per version");
@@ -226,10 +263,13 @@ struct DeleteDelayed {
 struct Sync {
   std::function<void(bool)> done;
 };
+struct Steps {
+  std::vector<SqlStep> steps;
+};
 using Op = std::variant<PutExchange, DeleteExchange, PutQueue, DeleteQueue, PutBinding,
                         DeleteBinding, PutMessage, AddEntry, MarkDelivered, RemoveEntry,
                         PurgeQueue, DropEntriesFrom, LoadEntries, PutDelayed, DeleteDelayed,
-                        Sync>;
+                        Sync, Steps>;
 
 }  // namespace
 
@@ -243,6 +283,7 @@ struct Store::Impl {
     cv_.notify_one();
     if (writer_.joinable()) writer_.join();
     stmts_ = {};
+    step_stmts_.clear();
     sqlite3_close_v2(db_);
   }
 
@@ -317,6 +358,7 @@ struct Store::Impl {
   bool apply(const PutDelayed& o);
   bool apply(const DeleteDelayed& o);
   bool apply(const Sync&) { return true; }
+  bool apply(const Steps& o);
 
   void exec(const char* sql, const char* what);
   [[noreturn]] void throw_db(const std::string& what);
@@ -336,6 +378,8 @@ struct Store::Impl {
     Stmt drop_entries_from, load_entries, drop_loaded_transient;
     Stmt put_delayed, delete_delayed;
   } stmts_;
+  // Generic steps' statements by SQL text (writer thread only).
+  std::map<const char*, Stmt> step_stmts_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -943,6 +987,31 @@ bool Store::Impl::load(const LoadEntries& o, bool drop_transient) {
   return run(d);
 }
 
+bool Store::Impl::apply(const Steps& o) {
+  for (const SqlStep& st : o.steps) {
+    Stmt& stmt = step_stmts_[st.sql];
+    if (!stmt.get()) {
+      try {
+        stmt = Stmt(db_, st.sql);
+      } catch (const StoreError&) {
+        step_stmts_.erase(st.sql);
+        return false;
+      }
+    }
+    auto* s = stmt.get();
+    int i = 1;
+    for (const auto& a : st.args) {
+      if (const auto* n = std::get_if<int64_t>(&a)) {
+        bind_int(s, i++, *n);
+      } else {
+        bind_text(s, i++, std::get<std::string>(a));
+      }
+    }
+    if (!run(s)) return false;
+  }
+  return true;
+}
+
 // ---- Store ----
 
 std::unique_ptr<Store> Store::open(const std::string& data_dir, Poster post) {
@@ -959,7 +1028,27 @@ std::unique_ptr<Store> Store::open(const std::string& data_dir, Poster post) {
 
 Store::~Store() = default;  // Impl's destructor drains the queue, joins, closes.
 
-Recovered Store::recover(uint64_t window_bytes) { return impl_->recover(window_bytes); }
+Recovered Store::recover(uint64_t window_bytes) {
+  Recovered r = impl_->recover(window_bytes);
+  r.access = recover_access();
+  return r;
+}
+
+void Store::enqueue_steps(std::vector<SqlStep> steps) { impl_->enqueue(Steps{std::move(steps)}); }
+
+std::vector<std::vector<std::string>> Store::query_rows(const char* sql) {
+  std::lock_guard db_lk(impl_->db_mu_);
+  std::vector<std::vector<std::string>> rows;
+  Stmt q(impl_->db_, sql);
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+    const int n = sqlite3_column_count(q.get());
+    auto& row = rows.emplace_back();
+    for (int i = 0; i < n; ++i) row.push_back(column_bytes(q.get(), i));
+  }
+  if (rc != SQLITE_DONE) impl_->throw_db("cannot read the access-control tables");
+  return rows;
+}
 
 void Store::put_exchange(const StoredExchange& x) { impl_->enqueue(PutExchange{x}); }
 

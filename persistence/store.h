@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace warren::persistence {
@@ -104,6 +105,53 @@ struct PagedTail {
   uint64_t max_seq = 0;
 };
 
+// Access control (schema v4; store_access.cpp): users, vhosts, permissions, topic
+// permissions and vhost limits, as RabbitMQ keeps them in its metadata store.
+struct StoredUser {
+  std::string name;
+  std::string password_hash;      // base64, RabbitMQ's format; empty = no password login
+  std::string hashing_algorithm;  // "rabbit_password_hashing_sha256", ...
+  std::string tags;               // comma-separated
+};
+
+struct StoredVhost {
+  std::string name;
+  std::string description;
+  std::string tags;  // comma-separated
+};
+
+struct StoredPermission {
+  std::string user, vhost, configure, write, read;
+};
+
+struct StoredTopicPermission {
+  std::string user, vhost, exchange, write, read;
+};
+
+struct StoredVhostLimit {
+  std::string vhost;
+  std::string name;  // "max-connections", "max-queues"
+  int64_t value = 0;
+};
+
+struct RecoveredAccess {
+  // False on a data directory whose access data was never written (a new one, or one from
+  // before schema v4): the broker then creates the default user and vhost.
+  bool initialized = false;
+  std::vector<StoredUser> users;
+  std::vector<StoredVhost> vhosts;
+  std::vector<StoredPermission> permissions;
+  std::vector<StoredTopicPermission> topic_permissions;
+  std::vector<StoredVhostLimit> vhost_limits;
+};
+
+// One statement of a batch of generic writes (used for the access-control tables, whose
+// writes are rare): SQL text with a static lifetime, and its ?1, ?2, ... arguments.
+struct SqlStep {
+  const char* sql;
+  std::vector<std::variant<int64_t, std::string>> args;
+};
+
 struct Recovered {
   std::vector<StoredExchange> exchanges;
   std::vector<StoredQueue> queues;
@@ -115,6 +163,7 @@ struct Recovered {
   std::map<std::pair<std::string, std::string>, PagedTail> paged;
   std::vector<StoredDelayed> delayed;  // by due time
   uint64_t max_message_id = 0;  // new ids (messages and delayed) must be larger
+  RecoveredAccess access;
 };
 
 // Where completions go: the broker posts them to its own thread.
@@ -170,6 +219,24 @@ class Store {
                    std::string_view properties, std::string_view body);
   void delete_delayed(uint64_t id);
 
+  // Access control (store_access.cpp). Users' and vhosts' deletions take their permissions,
+  // topic permissions and limits along; a vhost's also takes its exchanges, queues, bindings,
+  // messages and delayed messages.
+  void put_user(const StoredUser& u);
+  void delete_user(const std::string& name);
+  void put_vhost(const StoredVhost& v);
+  void delete_vhost(const std::string& name);
+  void put_permission(const StoredPermission& p);
+  void delete_permission(const std::string& user, const std::string& vhost);
+  void put_topic_permission(const StoredTopicPermission& p);
+  // `exchange` empty: all of the user's topic permissions in the vhost.
+  void delete_topic_permissions(const std::string& user, const std::string& vhost,
+                                const std::string& exchange);
+  void put_vhost_limit(const StoredVhostLimit& l);
+  void delete_vhost_limit(const std::string& vhost, const std::string& name);
+  // Records that the access data has been written once (see RecoveredAccess::initialized).
+  void mark_access_initialized();
+
   // `done(ok)` runs on the broker thread (through Poster) once every operation queued before
   // this call is durable (ok = true) or has failed (ok = false).
   void sync(std::function<void(bool ok)> done);
@@ -193,6 +260,11 @@ class Store {
 
  private:
   Store() = default;
+  // Queues statements to run in order in one transaction.
+  void enqueue_steps(std::vector<SqlStep> steps);
+  // Runs a query on the opening thread (recovery) and returns its rows as text.
+  std::vector<std::vector<std::string>> query_rows(const char* sql);
+  RecoveredAccess recover_access();
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

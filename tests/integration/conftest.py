@@ -43,7 +43,10 @@ def wait_for_port(host, port, timeout=15.0, proc=None):
 class Broker:
     """A running broker: host, port, AMQP URL, and (for Warren) its process."""
 
-    def __init__(self, host, port, proc=None, data_dir=None, args=None, log_path=None):
+    def __init__(self, host, port, proc=None, data_dir=None, args=None, log_path=None,
+                 http_port=0, bind="127.0.0.1"):
+        self.http_port = http_port
+        self.bind = bind
         self.host = host
         self.port = port
         self.proc = proc
@@ -79,12 +82,15 @@ class Broker:
     def restart(self):
         """Stops (if running) and starts again on the same port and data directory."""
         self.stop()
-        started = start_warren(self.data_dir, self.port, self.args)
+        started = start_warren(self.data_dir, self.port, self.args, http_port=self.http_port,
+                               bind=self.bind)
         self.proc, self.log_path = started.proc, started.log_path
         return self
 
 
-def start_warren(data_dir, port=None, extra_args=None, config_text=None):
+def start_warren(data_dir, port=None, extra_args=None, config_text=None, http_port=0,
+                 bind="127.0.0.1"):
+    """Starts build/warren; http_port=None picks a free port for the management API."""
     port = port or free_port()
     extra_args = list(extra_args or [])
     if config_text is not None:
@@ -92,14 +98,19 @@ def start_warren(data_dir, port=None, extra_args=None, config_text=None):
         with open(cfg, "w") as f:
             f.write(config_text)
         extra_args += ["--config", cfg]  # kept by restart()
-    args = [WARREN_BIN, "--amqp-port", str(port), "--http-port", "0",
-            "--data-dir", data_dir, "--bind", "127.0.0.1"] + extra_args
+    if http_port is None:
+        http_port = free_port()
+    args = [WARREN_BIN, "--amqp-port", str(port), "--http-port", str(http_port),
+            "--data-dir", data_dir, "--bind", bind] + extra_args
     log_path = os.path.join(data_dir, "warren-%d.log" % int(time.time() * 1000))
     log = open(log_path, "w")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     wait_for_port("127.0.0.1", port, proc=proc)
-    return Broker("127.0.0.1", port, proc, data_dir, extra_args, log_path)
+    if http_port:
+        wait_for_port("127.0.0.1", http_port, proc=proc)
+    return Broker("127.0.0.1", port, proc, data_dir, extra_args, log_path,
+                  http_port=http_port, bind=bind)
 
 
 def pytest_configure(config):

@@ -1,6 +1,6 @@
 // persistence::Store (persistence/store.h) on a temporary data directory.
 // Concerns covered:
-//  - open() creates DATA_DIR/warren.db with meta application='warren', schema_version=2,
+//  - open() creates DATA_DIR/warren.db with meta application='warren', schema_version=4,
 //    WAL and the larger page size; reopening works and recovers nothing from an empty store;
 //  - open() refuses, with a StoreError and never a crash: a SQLite file without Warren's meta
 //    (or with another application's), random bytes, a text file, a newer schema_version;
@@ -179,7 +179,7 @@ TEST_CASE("a new data directory gets a Warren database with schema version 1") {
   {
     Db raw(db);
     CHECK(raw.text("SELECT value FROM meta WHERE key='application'") == "warren");
-    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "3");
+    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "4");
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
     CHECK(raw.text("PRAGMA page_size") == "8192");
   }
@@ -220,10 +220,10 @@ TEST_CASE("open refuses a newer schema version") {
   { reopen(dir); }
   {
     Db raw(dir.db());
-    raw.exec("UPDATE meta SET value = 4 WHERE key = 'schema_version'");
+    raw.exec("UPDATE meta SET value = 5 WHERE key = 'schema_version'");
   }
   const std::string err = open_error(dir);
-  CHECK(err.find("schema version 4") != std::string::npos);
+  CHECK(err.find("schema version 5") != std::string::npos);
   CHECK(err.find("newer") != std::string::npos);
 }
 
@@ -582,6 +582,8 @@ TEST_CASE("a version 1 database is migrated to the current version and keeps its
     raw.exec("DROP TABLE delayed");
     raw.exec("ALTER TABLE entries DROP COLUMN transient");
     raw.exec("ALTER TABLE entries DROP COLUMN expires_unix_ms");
+    raw.exec("DROP TABLE users; DROP TABLE vhosts; DROP TABLE permissions; "
+             "DROP TABLE topic_permissions; DROP TABLE vhost_limits");
     raw.exec("UPDATE meta SET value = 1 WHERE key = 'schema_version'");
   }
   {
@@ -596,7 +598,7 @@ TEST_CASE("a version 1 database is migrated to the current version and keeps its
   }
   {
     Db raw(dir.db());
-    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "3");
+    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "4");
   }
   Inbox inbox;
   auto s = Store::open(dir.path.string(), inbox.poster());
@@ -804,4 +806,47 @@ TEST_CASE("nested groups hand their operations over once, at the outer end") {
   inbox.run_until([&] { return synced; });
   Db raw(dir.db());
   CHECK(raw.text("SELECT count(*) FROM entries") == "1");
+}
+
+TEST_CASE("access data round trip: users, vhosts, permissions, topic permissions, limits") {
+  TempDir dir;
+  {
+    Inbox inbox;
+    auto s = Store::open(dir.path.string(), inbox.poster());
+    CHECK_FALSE(s->recover().access.initialized);
+    s->put_user(StoredUser{"u", "hash", "rabbit_password_hashing_sha512", "a,b"});
+    s->put_user(StoredUser{"gone", "h", "rabbit_password_hashing_sha256", ""});
+    s->put_vhost(StoredVhost{"v", "desc", "t"});
+    s->put_vhost(StoredVhost{"w", "", ""});
+    s->put_permission(StoredPermission{"u", "v", "^c", "^w", "^r"});
+    s->put_permission(StoredPermission{"u", "v", "^c2", "^w", "^r"});  // upsert
+    s->put_permission(StoredPermission{"gone", "v", ".*", ".*", ".*"});
+    s->put_permission(StoredPermission{"u", "w", ".*", ".*", ".*"});
+    s->put_topic_permission(StoredTopicPermission{"u", "v", "amq.topic", "^a", "^b"});
+    s->put_vhost_limit(StoredVhostLimit{"v", "max-queues", 3});
+    s->put_vhost_limit(StoredVhostLimit{"w", "max-queues", 9});
+    s->put_queue(StoredQueue{"w", "wq", false, std::string("\x00\x00\x00\x00", 4)});
+    s->delete_user("gone");
+    s->delete_vhost("w");
+    s->mark_access_initialized();
+    REQUIRE(sync_now(*s, inbox));
+  }
+  Inbox inbox;
+  auto s = Store::open(dir.path.string(), inbox.poster());
+  Recovered r = s->recover();
+  const RecoveredAccess& a = r.access;
+  CHECK(a.initialized);
+  REQUIRE(a.users.size() == 1);
+  CHECK(a.users[0].name == "u");
+  CHECK(a.users[0].hashing_algorithm == "rabbit_password_hashing_sha512");
+  CHECK(a.users[0].tags == "a,b");
+  REQUIRE(a.vhosts.size() == 1);
+  CHECK(a.vhosts[0].description == "desc");
+  REQUIRE(a.permissions.size() == 1);
+  CHECK(a.permissions[0].configure == "^c2");
+  REQUIRE(a.topic_permissions.size() == 1);
+  CHECK(a.topic_permissions[0].read == "^b");
+  REQUIRE(a.vhost_limits.size() == 1);
+  CHECK(a.vhost_limits[0].value == 3);
+  CHECK(r.queues.empty());  // the deleted vhost's queue went with it
 }

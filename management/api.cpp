@@ -1,0 +1,164 @@
+#include "management/api.h"
+
+#include <cmath>
+
+#include "broker/broker.h"
+
+namespace warren::management {
+
+Response json_response(const Json& j, unsigned status) { return Response{status, j.dump()}; }
+
+Response error_response(unsigned status, std::string_view error, std::string_view reason) {
+  Json j;
+  j["error"] = error;
+  j["reason"] = reason;
+  return json_response(j, status);
+}
+
+Response not_found() { return error_response(404, "Object Not Found", "Not Found"); }
+Response method_not_allowed() {
+  return error_response(405, "Method Not Allowed", "Method Not Allowed");
+}
+Response no_content() { return Response{204, ""}; }
+Response created() { return Response{201, ""}; }
+Response bad_request(std::string_view reason) { return error_response(400, "bad_request", reason); }
+Response not_authorised(std::string_view reason) {
+  return error_response(401, "not_authorised", reason);
+}
+
+std::optional<Json> parse_body(const Request& r, Response& err) {
+  if (r.body.empty()) return Json::object();
+  Json j = Json::parse(r.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    err = bad_request("not_json");
+    return std::nullopt;
+  }
+  return j;
+}
+
+bool is_admin(const auth::User& u) { return auth::has_tag(u, "administrator"); }
+bool is_monitor(const auth::User& u) { return is_admin(u) || auth::has_tag(u, "monitoring"); }
+
+bool can_access_vhost(const Context& c, std::string_view vhost) {
+  return is_monitor(c.user) || c.broker.users().permission(c.user.name, vhost) != nullptr;
+}
+
+namespace {
+Json value_to_json(const amqp::FieldValue& v) {
+  return std::visit(
+      [](const auto& x) -> Json {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, bool>) {
+          return x;
+        } else if constexpr (std::is_integral_v<T>) {
+          return static_cast<int64_t>(x);
+        } else if constexpr (std::is_floating_point_v<T>) {
+          return static_cast<double>(x);
+        } else if constexpr (std::is_same_v<T, amqp::Decimal>) {
+          return static_cast<double>(x.value) / std::pow(10.0, x.scale);
+        } else if constexpr (std::is_same_v<T, amqp::LongString> ||
+                             std::is_same_v<T, amqp::ByteArray>) {
+          return x.value;
+        } else if constexpr (std::is_same_v<T, amqp::FieldArray>) {
+          Json a = Json::array();
+          for (const auto& e : x) a.push_back(value_to_json(e));
+          return a;
+        } else if constexpr (std::is_same_v<T, amqp::Timestamp>) {
+          return x.value;
+        } else if constexpr (std::is_same_v<T, amqp::FieldTable>) {
+          return table_to_json(x);
+        } else if constexpr (std::is_same_v<T, amqp::LongLongInt>) {
+          return x.value;
+        } else {
+          return nullptr;
+        }
+      },
+      v.v);
+}
+
+std::optional<amqp::FieldValue> json_to_value(const Json& j) {
+  if (j.is_boolean()) return amqp::FieldValue(j.get<bool>());
+  if (j.is_number_integer()) return amqp::FieldValue(j.get<int64_t>());
+  if (j.is_number_float()) return amqp::FieldValue(j.get<double>());
+  if (j.is_string()) return amqp::FieldValue(j.get<std::string>());
+  if (j.is_array()) {
+    amqp::FieldArray a;
+    for (const auto& e : j) {
+      auto v = json_to_value(e);
+      if (!v) return std::nullopt;
+      a.push_back(std::move(*v));
+    }
+    return amqp::FieldValue(std::move(a));
+  }
+  if (j.is_object()) {
+    auto t = json_to_table(j);
+    if (!t) return std::nullopt;
+    return amqp::FieldValue(std::move(*t));
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+Json table_to_json(const amqp::FieldTable& t) {
+  Json j = Json::object();
+  for (const auto& [k, v] : t.entries) j[k] = value_to_json(v);
+  return j;
+}
+
+std::optional<amqp::FieldTable> json_to_table(const Json& j) {
+  amqp::FieldTable t;
+  if (j.is_null()) return t;
+  if (!j.is_object()) return std::nullopt;
+  for (const auto& [k, v] : j.items()) {
+    auto fv = json_to_value(v);
+    if (!fv) return std::nullopt;
+    t.set(k, std::move(*fv));
+  }
+  return t;
+}
+
+std::string join_tags(const std::vector<std::string>& tags) {
+  std::string s;
+  for (const auto& t : tags) {
+    if (!s.empty()) s += ',';
+    s += t;
+  }
+  return s;
+}
+
+std::vector<std::string> parse_tags(const Json& j) {
+  std::vector<std::string> out;
+  auto add = [&](std::string t) {
+    // Trim spaces: "administrator, management" is common.
+    const auto b = t.find_first_not_of(' ');
+    if (b == std::string::npos) return;
+    t = t.substr(b, t.find_last_not_of(' ') - b + 1);
+    if (!t.empty()) out.push_back(std::move(t));
+  };
+  if (j.is_array()) {
+    for (const auto& e : j)
+      if (e.is_string()) add(e.get<std::string>());
+  } else if (j.is_string()) {
+    const std::string s = j.get<std::string>();
+    size_t start = 0;
+    while (start <= s.size()) {
+      size_t end = s.find(',', start);
+      if (end == std::string::npos) end = s.size();
+      add(s.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  return out;
+}
+
+std::string node_name() { return "warren@localhost"; }
+
+bool json_bool(const Json& body, const char* key, bool fallback) {
+  auto it = body.find(key);
+  if (it == body.end()) return fallback;
+  if (it->is_boolean()) return it->get<bool>();
+  if (it->is_string()) return it->get<std::string>() == "true";
+  return fallback;
+}
+
+}  // namespace warren::management

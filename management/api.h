@@ -1,0 +1,107 @@
+// The management API's request and response types, and helpers shared by its resources.
+//
+// Every resource is a pure function from (Context, Request) to Response, run on the broker's
+// io_context thread (the broker state is single-threaded), so a handler never blocks: it
+// reads or changes broker state and returns. Paths, JSON field names, status codes and error
+// bodies ({"error": ..., "reason": ...}) follow RabbitMQ's management plugin.
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "amqp/field_table.h"
+#include "auth/user_store.h"
+
+namespace warren::broker {
+class Broker;
+class Connection;
+class Channel;
+}  // namespace warren::broker
+
+namespace warren::management {
+
+using Json = nlohmann::ordered_json;
+
+enum class Method { kGet, kPut, kPost, kDelete, kHead, kOther };
+
+struct Request {
+  Method method = Method::kGet;
+  // Percent-decoded path segments after "/api" ("/api/queues/%2F/q" -> {"queues", "/", "q"}).
+  std::vector<std::string> path;
+  std::map<std::string, std::string> query;
+  std::string body;
+  std::string reason_header;  // X-Reason (connection close)
+};
+
+struct Response {
+  unsigned status = 200;
+  std::string body;  // JSON text, or empty
+};
+
+struct Context {
+  broker::Broker& broker;
+  const auth::User& user;
+  // warrenctl on this machine (HttpServer::local_token): like rabbitmqctl, it is not bound
+  // by the AMQP permissions of any user.
+  bool local_operator = false;
+};
+
+Response json_response(const Json& j, unsigned status = 200);
+Response error_response(unsigned status, std::string_view error, std::string_view reason);
+Response not_found();
+Response method_not_allowed();
+Response no_content();
+Response created();
+Response bad_request(std::string_view reason);
+// 401 {"error":"not_authorised","reason":"Not administrator user"} and the like.
+Response not_authorised(std::string_view reason);
+
+// Parses the body as a JSON object; nullopt (and a 400 "not_json" in `err`) otherwise. An
+// empty body is an empty object.
+std::optional<Json> parse_body(const Request& r, Response& err);
+
+// Tags: administrator sees and changes everything; monitoring sees everything; management
+// and policymaker see the vhosts they have permissions in.
+bool is_admin(const auth::User& u);
+bool is_monitor(const auth::User& u);
+bool can_access_vhost(const Context& c, std::string_view vhost);
+
+// FieldTable <-> JSON as RabbitMQ renders arguments and client properties.
+Json table_to_json(const amqp::FieldTable& t);
+// nullopt when a value has no AMQP type (null).
+std::optional<amqp::FieldTable> json_to_table(const Json& j);
+
+std::string join_tags(const std::vector<std::string>& tags);
+// RabbitMQ accepts tags as "a,b" or as a list.
+std::vector<std::string> parse_tags(const Json& j);
+
+std::string node_name();
+
+// Reads a boolean field that RabbitMQ also accepts as "true"/"false".
+bool json_bool(const Json& body, const char* key, bool fallback);
+
+// Resource handlers (one file each).
+Response handle_overview(Context& c, const Request& r);
+Response handle_whoami(Context& c, const Request& r);
+Response handle_vhosts(Context& c, const Request& r);
+Response handle_users(Context& c, const Request& r);
+Response handle_permissions(Context& c, const Request& r);
+Response handle_topic_permissions(Context& c, const Request& r);
+Response handle_vhost_limits(Context& c, const Request& r);
+Response handle_queues(Context& c, const Request& r);
+Response handle_exchanges(Context& c, const Request& r);
+Response handle_bindings(Context& c, const Request& r);
+Response handle_connections(Context& c, const Request& r);
+Response handle_channels(Context& c, const Request& r);
+Response handle_consumers(Context& c, const Request& r);
+
+// JSON of one connection / channel (shared by connections, channels and consumers).
+Json connection_json(broker::Connection& conn);
+Json channel_json(broker::Channel& ch);
+Json channel_details(broker::Channel& ch);
+
+}  // namespace warren::management

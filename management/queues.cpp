@@ -1,0 +1,146 @@
+// /api/queues, /api/queues/{vhost}, /api/queues/{vhost}/{name} (GET, PUT, DELETE) and
+// /api/queues/{vhost}/{name}/contents (DELETE = purge). Changes are made with the calling
+// user's AMQP permissions: configure to declare or delete, read to purge.
+#include "auth/permission.h"
+#include "broker/broker.h"
+#include "broker/channel.h"
+#include "broker/connection.h"
+#include "management/api.h"
+
+namespace warren::management {
+
+Json queue_json(broker::VHost& v, broker::Queue& q) {
+  Json j;
+  j["name"] = q.name();
+  j["vhost"] = v.name();
+  j["durable"] = q.durable();
+  j["auto_delete"] = q.auto_delete();
+  j["exclusive"] = q.exclusive();
+  j["arguments"] = table_to_json(q.arguments());
+  j["node"] = node_name();
+  j["state"] = "running";
+  j["type"] = "classic";
+  j["consumers"] = q.consumer_count();
+  j["messages"] = q.ready_count() + q.unacked_count();
+  j["messages_ready"] = q.ready_count();
+  j["messages_unacknowledged"] = q.unacked_count();
+  j["message_bytes"] = q.ready_bytes();
+  j["message_bytes_ready"] = q.ready_bytes();
+  j["exclusive_consumer_tag"] = nullptr;
+  j["policy"] = nullptr;
+  if (q.owner()) {
+    j["owner_pid_details"] = {{"name", q.owner()->name()},
+                              {"peer_host", q.owner()->peer().substr(0, q.owner()->peer().rfind(':'))}};
+  }
+  return j;
+}
+
+// 401 with the AMQP refusal text unless the caller may `access` the resource.
+std::optional<Response> refuse_unless(Context& c, std::string_view vhost, auth::Access access,
+                                      std::string_view kind, std::string_view name) {
+  std::string_view checked = name;
+  if (kind == "exchange" && name.empty()) checked = "amq.default";
+  if (c.local_operator || c.broker.permitted(c.user.name, vhost, access, checked)) {
+    return std::nullopt;
+  }
+  return not_authorised(auth::access_refused_text(kind, checked, vhost, c.user.name));
+}
+
+Response handle_queues(Context& c, const Request& r) {
+  if (r.path.size() <= 2) {
+    if (r.method != Method::kGet) return method_not_allowed();
+    if (r.path.size() == 2) {
+      if (!c.broker.find_vhost(r.path[1])) return not_found();
+      if (!can_access_vhost(c, r.path[1])) return not_authorised("Not_Authorized");
+    }
+    Json list = Json::array();
+    for (const auto& [vname, v] : c.broker.vhosts()) {
+      if (r.path.size() == 2 && vname != r.path[1]) continue;
+      if (!can_access_vhost(c, vname)) continue;
+      for (const auto& [qname, q] : v->queues()) list.push_back(queue_json(*v, *q));
+    }
+    return json_response(list);
+  }
+  const std::string& vname = r.path[1];
+  const std::string& qname = r.path[2];
+  broker::VHost* v = c.broker.find_vhost(vname);
+  if (!v) return not_found();
+  if (!can_access_vhost(c, vname)) return not_authorised("Not_Authorized");
+  broker::Queue* q = v->find_queue(qname);
+  if (r.path.size() == 4 && r.path[3] == "contents") {
+    if (r.method != Method::kDelete) return method_not_allowed();
+    if (!q) return not_found();
+    if (auto refused = refuse_unless(c, vname, auth::Access::kRead, "queue", qname)) return *refused;
+    q->purge();
+    return no_content();
+  }
+  if (r.path.size() != 3) return not_found();
+  switch (r.method) {
+    case Method::kGet:
+      if (!q) return not_found();
+      return json_response(queue_json(*v, *q));
+    case Method::kPut: {
+      Response err;
+      auto body = parse_body(r, err);
+      if (!body) return err;
+      if (qname.rfind("amq.", 0) == 0) {
+        return error_response(403, "access_refused",
+                              "queue name '" + qname + "' contains reserved prefix 'amq.*'");
+      }
+      if (auto refused = refuse_unless(c, vname, auth::Access::kConfigure, "queue", qname)) {
+        return *refused;
+      }
+      const bool durable = json_bool(*body, "durable", true);
+      const bool auto_delete = json_bool(*body, "auto_delete", false);
+      auto args = json_to_table(body->contains("arguments") ? body->at("arguments") : Json());
+      if (!args) return bad_request("arguments must be an object");
+      const std::string where = "queue '" + qname + "' in vhost '" + vname + "'";
+      if (q) {
+        auto quote = [](bool b) { return std::string(b ? "'true'" : "'false'"); };
+        if (q->durable() != durable) {
+          return bad_request("inequivalent arg 'durable' for " + where + ": received " +
+                             quote(durable) + " but current is " + quote(q->durable()));
+        }
+        if (q->auto_delete() != auto_delete) {
+          return bad_request("inequivalent arg 'auto_delete' for " + where + ": received " +
+                             quote(auto_delete) + " but current is " + quote(q->auto_delete()));
+        }
+        return no_content();
+      }
+      if (auto limit = c.broker.vhost_limit(vname, "max-queues")) {
+        if (static_cast<int64_t>(v->queues().size()) >= *limit) {
+          return bad_request("cannot declare queue '" + qname + "': queue limit in vhost '" +
+                             vname + "' (" + std::to_string(*limit) + ") is reached");
+        }
+      }
+      if (const amqp::FieldValue* t = args->find("x-queue-type")) {
+        if (t->as_string() != std::optional<std::string_view>("classic")) {
+          return bad_request("invalid arg 'x-queue-type' for " + where +
+                             ": queue type is not supported by Warren yet");
+        }
+      }
+      v->add_queue(qname, durable, false, auto_delete, std::move(*args), nullptr);
+      return created();
+    }
+    case Method::kDelete: {
+      if (!q) return not_found();
+      if (auto refused = refuse_unless(c, vname, auth::Access::kConfigure, "queue", qname)) {
+        return *refused;
+      }
+      const std::string where = "queue '" + qname + "' in vhost '" + vname + "'";
+      if (r.query.count("if-unused") && r.query.at("if-unused") == "true" && q->consumer_count() > 0) {
+        return bad_request(where + " in use");
+      }
+      if (r.query.count("if-empty") && r.query.at("if-empty") == "true" &&
+          q->ready_count() + q->unacked_count() > 0) {
+        return bad_request(where + " not empty");
+      }
+      v->delete_queue(*q);
+      return no_content();
+    }
+    default:
+      return method_not_allowed();
+  }
+}
+
+}  // namespace warren::management
