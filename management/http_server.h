@@ -1,5 +1,5 @@
 // HttpServer: the management listener (Boost.Beast), RabbitMQ's /api/... on
-// management.tcp.port.
+// management.tcp.port (and HTTPS on management.ssl.port with a TLS context).
 //
 // Runs on the broker's io_context, so handlers touch broker state directly and never block:
 // reads and writes are asynchronous, a request is bounded (headers 16 KiB, body kMaxBody;
@@ -9,6 +9,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -20,13 +21,20 @@ class Broker;
 
 namespace warren::management {
 
-class HttpSession;
+// What the server needs of a session, whatever its stream (plain or TLS).
+class HttpSession {
+ public:
+  virtual ~HttpSession() = default;
+  virtual void close() = 0;
+};
 
 class HttpServer {
  public:
   static constexpr size_t kMaxBody = 20'000'000;  // RabbitMQ's management.http.max_body_size
 
-  HttpServer(boost::asio::io_context& io, broker::Broker& broker);
+  // `tls`: null for HTTP; else the context of every session (it must outlive the server).
+  HttpServer(boost::asio::io_context& io, broker::Broker& broker,
+             boost::asio::ssl::context* tls = nullptr);
   ~HttpServer();
   // Binds and listens; throws boost::system::system_error on failure.
   void listen(const std::string& address, uint16_t port);
@@ -43,6 +51,7 @@ class HttpServer {
 
  private:
   void accept();
+  boost::asio::ssl::context* tls_;
   boost::asio::io_context& io_;
   broker::Broker& broker_;
   boost::asio::ip::tcp::acceptor acceptor_;
