@@ -127,11 +127,13 @@ void Queue::apply_policies(const Policy* p, const Policy* op) {
     expiry_timer_->cancel();
   }
   if (settings_.max_length || settings_.max_length_bytes) enforce_limits();
+  maybe_load();
 }
 
 bool Queue::pageable() const {
+  const persistence::Store* store = vhost_->broker().paging_store();
   return settings_.max_priority == 0 && !settings_.max_length && !settings_.max_length_bytes &&
-         vhost_->broker().paging_store() != nullptr;
+         store != nullptr && store->healthy();
 }
 
 uint64_t Queue::memory_limit() const {
@@ -346,8 +348,10 @@ bool Queue::enqueue(MessagePtr m) {
       });
     }
   }
-  if (paged_count_ > 0) {
-    // Older messages are paged out: this one goes behind them, in the store.
+  const persistence::Store* paging = vhost_->broker().paging_store();
+  if (paged_count_ > 0 && paging && paging->healthy()) {
+    // Older messages are paged out: this one goes behind them, in the store (even if a
+    // policy made the queue unpageable since: memory must not get ahead of the store).
     page_out(e);
     maybe_load();
     return true;
