@@ -88,13 +88,24 @@ void TcpSession::begin() {
   do_read();
 }
 
+void TcpSession::update_keep_alive() {
+  if ((read_paused_ || input_held_) && !closed_) {
+    if (!keep_alive_) keep_alive_ = shared_from_this();
+  } else if (keep_alive_) {
+    // Released from a handler, never while a member function of this session still runs.
+    asio::post(socket_.get_executor(), [keep = std::move(keep_alive_)] {});
+  }
+}
+
 void TcpSession::pause_reading(bool paused) {
   read_paused_ = paused;
+  update_keep_alive();
   if (!paused && !read_pending_) do_read();
 }
 
 void TcpSession::hold_input(bool held) {
   input_held_ = held;
+  update_keep_alive();
   if (held) return;
   // Not inline: the release comes from inside the connection's own processing.
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
@@ -135,6 +146,9 @@ void TcpSession::do_read() {
         self->read_pending_ = false;
         if (self->closed_) return;
         if (ec) {
+          if (ec != asio::error::eof) {
+            WLOG_DEBUG("connection {}: read failed: {}", self->conn_->peer(), ec.message());
+          }
           self->finish();
           return;
         }
@@ -276,6 +290,7 @@ void TcpSession::finish() {
   close_timer_.cancel();
   socket_.close(ec);
   conn_->on_transport_closed();
+  update_keep_alive();
 }
 
 }  // namespace warren::broker

@@ -229,7 +229,9 @@ def test_flow_control_pauses_a_publisher_while_the_store_catches_up(make_broker,
     # A 200 KB store backlog limit: persistent 20 KB messages trip it almost at once.
     b = make_broker(extra_args=["--log-level", "debug"],
                     config_text="store_backlog_limit = 200KB\n")
-    conn = pika.BlockingConnection(b.pika_params())
+    # No heartbeats: while it is paused nothing else keeps the connection's session alive
+    # (it once was dropped, and the client saw a reset).
+    conn = pika.BlockingConnection(b.pika_params(heartbeat=0))
     ch = conn.channel()
     ch.queue_declare(uniq, durable=True)
     body = b"y" * 20000
