@@ -12,7 +12,10 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 
 namespace {
-constexpr size_t kInitialReadBuffer = 64 * 1024;
+// Small to start with (the handshake's frames fit), so that idle connections cost little; a read that fills the buffer
+// doubles it (up to kBusyReadBuffer, or whatever one frame needs) for busy publishers.
+constexpr size_t kInitialReadBuffer = 1024;
+constexpr size_t kBusyReadBuffer = 256 * 1024;
 
 std::string describe(const asio::ip::tcp::socket& s, bool& loopback) {
   error_code ec;
@@ -142,7 +145,8 @@ void TcpSession::do_read() {
   if (closed_ || read_paused_ || input_held_ || read_pending_) return;
   read_pending_ = true;
   if (rlen_ == rbuf_.size()) rbuf_.resize(rbuf_.size() * 2);
-  auto on_read = [self = shared_from_this()](error_code ec, size_t n) {
+  const size_t space = rbuf_.size() - rlen_;
+  auto on_read = [self = shared_from_this(), space](error_code ec, size_t n) {
         self->read_pending_ = false;
         if (self->closed_) return;
         if (ec) {
@@ -159,6 +163,9 @@ void TcpSession::do_read() {
         }
         self->rlen_ += n;
         self->process_input();
+        if (n == space && self->rbuf_.size() < kBusyReadBuffer) {
+          self->rbuf_.resize(self->rbuf_.size() * 2);
+        }
         self->do_read();
   };
   auto buf = asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_);
