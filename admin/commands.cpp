@@ -127,6 +127,44 @@ Json user_or_fail(Ctx& c, const std::string& user) {
 
 std::string peer_of(const std::string& conn_name) { return conn_name; }
 
+// set_policy / set_operator_policy NAME PATTERN DEFINITION.
+void set_policy(Ctx& c, const std::string& path, const char* what) {
+  const std::string& name = c.arg(0, "name");
+  const std::string& pattern = c.arg(1, "pattern");
+  const std::string& text = c.arg(2, "definition");
+  c.info(std::string("Setting ") + what + " " + q(name) + " for pattern " + q(pattern) + " to " +
+         q(text) + " with priority " + q(std::to_string(c.opts.priority)) + " for vhost " +
+         q(c.opts.vhost) + " ...");
+  Json def = Json::parse(text, nullptr, false);
+  if (!def.is_object()) throw CommandError{"could not parse JSON document: " + text, kDataErr};
+  HttpResult r = c.call("PUT", path + c.vhost_seg() + "/" + encode_segment(name),
+                        {{"pattern", pattern}, {"definition", def},
+                         {"priority", c.opts.priority}, {"apply-to", c.opts.apply_to}});
+  if (r.status == 404) throw CommandError{"Virtual host " + q(c.opts.vhost) + " does not exist", kUnavailable};
+  if (r.status == 400) throw CommandError{reason_of(r), kUnavailable};
+  c.ok_or_fail(r);
+}
+
+void clear_policy(Ctx& c, const std::string& path, const char* what) {
+  const std::string& name = c.arg(0, "name");
+  c.info(std::string("Clearing ") + what + " " + q(name) + " on vhost " + q(c.opts.vhost) + " ...");
+  HttpResult r = c.call("DELETE", path + c.vhost_seg() + "/" + encode_segment(name));
+  if (r.status == 404) throw CommandError{"Parameter does not exist", kUnavailable};
+  c.ok_or_fail(r);
+}
+
+// rabbitmqctl's columns; the definition as compact JSON.
+void list_policies(Ctx& c, const std::string& path, const char* heading) {
+  c.info(std::string("Listing ") + heading + " for vhost " + q(c.opts.vhost) + " ...");
+  std::vector<Json> rows;
+  for (const auto& p : c.get(path + c.vhost_seg())) {
+    Json row = p;
+    if (!c.opts.json) row["definition"] = p["definition"].dump();
+    rows.push_back(row);
+  }
+  print_table(c, {"vhost", "name", "pattern", "apply-to", "definition", "priority"}, rows);
+}
+
 using Handler = std::function<void(Ctx&)>;
 
 const std::map<std::string, Handler>& handlers() {
@@ -404,6 +442,15 @@ const std::map<std::string, Handler>& handlers() {
          c.ok_or_fail(r);
          c.out << "Queue was successfully deleted with " << qj.value("messages", 0) << " messages\n";
        }},
+      {"set_policy", [](Ctx& c) { set_policy(c, "/policies/", "policy"); }},
+      {"clear_policy", [](Ctx& c) { clear_policy(c, "/policies/", "policy"); }},
+      {"list_policies", [](Ctx& c) { list_policies(c, "/policies/", "policies"); }},
+      {"set_operator_policy",
+       [](Ctx& c) { set_policy(c, "/operator-policies/", "operator policy"); }},
+      {"clear_operator_policy",
+       [](Ctx& c) { clear_policy(c, "/operator-policies/", "operator policy"); }},
+      {"list_operator_policies",
+       [](Ctx& c) { list_policies(c, "/operator-policies/", "operator policy overrides"); }},
       {"status",
        [](Ctx& c) {
          Json o = c.get("/overview");

@@ -20,6 +20,7 @@ namespace warren::broker {
 class Broker;
 class Connection;
 class Channel;
+struct Policy;
 }  // namespace warren::broker
 
 namespace warren::management {
@@ -98,6 +99,14 @@ Response handle_bindings(Context& c, const Request& r);
 Response handle_connections(Context& c, const Request& r);
 Response handle_channels(Context& c, const Request& r);
 Response handle_consumers(Context& c, const Request& r);
+Response handle_policies(Context& c, const Request& r);
+Response handle_operator_policies(Context& c, const Request& r);
+
+// A policy as RabbitMQ lists it, and one built from RabbitMQ's PUT body (or a definitions
+// file entry): nullopt with RabbitMQ's 400 in `err` when it is invalid.
+Json policy_json(const std::string& vhost, const broker::Policy& p);
+std::optional<broker::Policy> policy_from_json(const std::string& name, const Json& body,
+                                               Response& err);
 
 // JSON of one connection / channel (shared by connections, channels and consumers).
 Json connection_json(broker::Connection& conn);
