@@ -1,6 +1,9 @@
 #include "admin/commands.h"
 
+#include <fstream>
 #include <functional>
+#include <iostream>
+#include <sstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -451,6 +454,41 @@ const std::map<std::string, Handler>& handlers() {
        [](Ctx& c) { clear_policy(c, "/operator-policies/", "operator policy"); }},
       {"list_operator_policies",
        [](Ctx& c) { list_policies(c, "/operator-policies/", "operator policy overrides"); }},
+      {"export_definitions",
+       [](Ctx& c) {
+         const std::string& path = c.arg(0, "file path");
+         if (path != "-") c.info("Exporting definitions in JSON to a file at " + q(path) + " ...");
+         Json defs = c.get("/definitions");
+         if (path == "-") {
+           c.out << defs.dump() << "\n";
+           return;
+         }
+         std::ofstream f(path, std::ios::binary | std::ios::trunc);
+         if (!(f << defs.dump(2) << "\n") || !f.flush()) {
+           throw CommandError{"No permissions to write to file " + path + " or its parent directory",
+                              kDataErr};
+         }
+       }},
+      {"import_definitions",
+       [](Ctx& c) {
+         const std::string& path = c.arg(0, "file path");
+         std::stringstream text;
+         if (path == "-") {
+           text << std::cin.rdbuf();
+         } else {
+           std::ifstream f(path, std::ios::binary);
+           if (!f) throw CommandError{"Bad argument: File " + path + " does not exist", kDataErr};
+           text << f.rdbuf();
+           c.info("Importing definitions in JSON from a file at " + q(path) + " ...");
+         }
+         Json defs = Json::parse(text.str(), nullptr, false);
+         if (!defs.is_object()) throw CommandError{"could not parse JSON document", kDataErr};
+         HttpResult r = c.call("POST", "/definitions", defs);
+         if (r.status == 400) throw CommandError{reason_of(r), kDataErr};
+         c.ok_or_fail(r);
+         c.info("Successfully started definition import. This process is asynchronous and can "
+                "take some time.");
+       }},
       {"status",
        [](Ctx& c) {
          Json o = c.get("/overview");

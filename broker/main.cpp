@@ -12,6 +12,7 @@
 #include "broker/server.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "management/api.h"
 #include "management/http_server.h"
 #include "persistence/store.h"
 
@@ -99,6 +100,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   broker.set_store(store.get());
+  if (!cfg.load_definitions.empty()) {
+    std::string error;
+    if (!management::load_definitions_file(broker, cfg.load_definitions, error)) {
+      WLOG_ERROR("cannot load definitions from {}: {}", cfg.load_definitions, error);
+      return 1;
+    }
+    WLOG_INFO("definitions imported from {}", cfg.load_definitions);
+  }
   broker.start_tick();
   broker::Server server(io, broker);
   try {

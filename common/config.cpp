@@ -143,6 +143,8 @@ bool Config::apply(const std::string& key, const std::string& value) {
     default_pass = value;
   } else if (key == "default_vhost") {
     default_vhost = value;
+  } else if (key == "load_definitions" || key == "management.load_definitions") {
+    load_definitions = value;
   } else if (key == "loopback_users") {
     if (value != "none") throw ConfigError("invalid value '" + value + "' for loopback_users");
     loopback_users.clear();

@@ -101,12 +101,17 @@ Response handle_channels(Context& c, const Request& r);
 Response handle_consumers(Context& c, const Request& r);
 Response handle_policies(Context& c, const Request& r);
 Response handle_operator_policies(Context& c, const Request& r);
+Response handle_definitions(Context& c, const Request& r);
 
 // A policy as RabbitMQ lists it, and one built from RabbitMQ's PUT body (or a definitions
 // file entry): nullopt with RabbitMQ's 400 in `err` when it is invalid.
 Json policy_json(const std::string& vhost, const broker::Policy& p);
 std::optional<broker::Policy> policy_from_json(const std::string& name, const Json& body,
                                                Response& err);
+
+// Imports a definitions file (rabbitmq.conf's load_definitions) as an administrator would
+// through POST /api/definitions; false with a one-line reason in `error`.
+bool load_definitions_file(broker::Broker& broker, const std::string& path, std::string& error);
 
 // JSON of one connection / channel (shared by connections, channels and consumers).
 Json connection_json(broker::Connection& conn);

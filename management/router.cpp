@@ -167,6 +167,7 @@ Response route(broker::Broker& broker, const Request& r, std::string_view author
   if (what == "consumers") return handle_consumers(c, r);
   if (what == "policies") return handle_policies(c, r);
   if (what == "operator-policies") return handle_operator_policies(c, r);
+  if (what == "definitions") return handle_definitions(c, r);
   return not_found();
 }
 
