@@ -102,6 +102,8 @@ Response handle_consumers(Context& c, const Request& r);
 Response handle_policies(Context& c, const Request& r);
 Response handle_operator_policies(Context& c, const Request& r);
 Response handle_definitions(Context& c, const Request& r);
+Response handle_aliveness(Context& c, const Request& r);
+Response handle_health(Context& c, const Request& r);
 
 // A policy as RabbitMQ lists it, and one built from RabbitMQ's PUT body (or a definitions
 // file entry): nullopt with RabbitMQ's 400 in `err` when it is invalid.
