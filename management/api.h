@@ -41,6 +41,7 @@ struct Request {
 struct Response {
   unsigned status = 200;
   std::string body;  // JSON text, or empty
+  std::string content_type = "application/json";
 };
 
 struct Context {
@@ -104,6 +105,8 @@ Response handle_operator_policies(Context& c, const Request& r);
 Response handle_definitions(Context& c, const Request& r);
 Response handle_aliveness(Context& c, const Request& r);
 Response handle_health(Context& c, const Request& r);
+// GET /metrics (per_object = false) and /metrics/per-object: Prometheus text, no auth.
+Response handle_metrics(broker::Broker& b, bool per_object);
 
 // A policy as RabbitMQ lists it, and one built from RabbitMQ's PUT body (or a definitions
 // file entry): nullopt with RabbitMQ's 400 in `err` when it is invalid.

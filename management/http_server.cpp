@@ -90,7 +90,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     r.body = std::move(req.body());
     if (auto it = req.find("x-reason"); it != req.end()) r.reason_header = std::string(it->value());
     Response resp;
-    if (!parse_target(std::string_view(req.target().data(), req.target().size()), r)) {
+    std::string_view target(req.target().data(), req.target().size());
+    const std::string_view metrics_path = target.substr(0, target.find('?'));
+    if (metrics_path == "/metrics" || metrics_path == "/metrics/per-object") {
+      resp = r.method == Method::kGet || r.method == Method::kHead
+                 ? handle_metrics(broker_, metrics_path != "/metrics")
+                 : method_not_allowed();
+    } else if (!parse_target(target, r)) {
       resp = not_found();
     } else {
       std::string_view authz;
@@ -122,7 +128,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(resp.status), 11);
     res->set(http::field::server, "Warren");
-    if (!resp.body.empty()) res->set(http::field::content_type, "application/json");
+    if (!resp.body.empty()) res->set(http::field::content_type, resp.content_type);
     if (resp.status == 401) {
       res->set(http::field::www_authenticate, "Basic realm=\"RabbitMQ Management\"");
     }
