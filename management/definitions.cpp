@@ -152,7 +152,11 @@ bool step(Context& c, Response (*handler)(Context&, const Request&), Method m,
   r.body = body.dump();
   Response resp = handler(c, r);
   if (resp.status >= 300) {
-    err = resp;
+    // RabbitMQ answers any entry that fails with 400 and its reason.
+    Json j = Json::parse(resp.body, nullptr, false);
+    err = bad_request(j.is_object() && j.contains("reason") && j["reason"].is_string()
+                          ? j["reason"].get<std::string>()
+                          : "cannot import " + r.path[0] + " entry");
     return false;
   }
   return true;
@@ -166,6 +170,10 @@ std::string str(const Json& j, const char* key, const std::string& fallback = ""
 Json list(const Json& defs, const char* key) {
   auto it = defs.find(key);
   return it != defs.end() && it->is_array() ? *it : Json::array();
+}
+
+Response no_such_vhost(const std::string& name) {
+  return json_response(Json{{"error", "bad_request"}, {"reason", {"no_such_vhost", name}}}, 400);
 }
 
 // Imports `defs`; `only_vhost` set: every object goes into that vhost (the per-vhost form).
@@ -206,6 +214,7 @@ Response import(Context& c, const Json& defs, const std::string* only_vhost) {
   for (const auto& p : list(defs, "parameters")) {
     if (str(p, "component") != "vhost-limits" || !p.contains("value") || !p["value"].is_object())
       continue;  // federation upstreams, shovels, ...: features Warren does not have
+    if (!c.broker.find_vhost(vhost_of(p))) return no_such_vhost(vhost_of(p));
     for (const auto& [k, val] : p["value"].items()) {
       if (!step(c, handle_vhost_limits, Method::kPut, {"vhost-limits", vhost_of(p), k},
                 Json{{"value", val}}, err))
@@ -213,16 +222,19 @@ Response import(Context& c, const Json& defs, const std::string* only_vhost) {
     }
   }
   for (const auto& p : list(defs, "policies")) {
+    if (!c.broker.find_vhost(vhost_of(p))) return no_such_vhost(vhost_of(p));
     if (!step(c, handle_policies, Method::kPut, {"policies", vhost_of(p), str(p, "name")}, p, err))
       return err;
   }
   for (const auto& x : list(defs, "exchanges")) {
     const std::string name = str(x, "name");
     if (!exported_exchange(name)) continue;
+    if (!c.broker.find_vhost(vhost_of(x))) return no_such_vhost(vhost_of(x));
     if (!step(c, handle_exchanges, Method::kPut, {"exchanges", vhost_of(x), name}, x, err))
       return err;
   }
   for (const auto& q : list(defs, "queues")) {
+    if (!c.broker.find_vhost(vhost_of(q))) return no_such_vhost(vhost_of(q));
     if (!step(c, handle_queues, Method::kPut, {"queues", vhost_of(q), str(q, "name")}, q, err))
       return err;
   }
@@ -238,10 +250,8 @@ Response import(Context& c, const Json& defs, const std::string* only_vhost) {
       if (auto* q = v->find_queue(str(b, "destination"))) dest = {q->id(), false};
       else src = nullptr;
     }
-    if (!src) {
-      return bad_request("binding from '" + str(b, "source") + "' to '" + str(b, "destination") +
-                         "' in vhost '" + vhost_of(b) + "': no such source or destination");
-    }
+    if (!v) return no_such_vhost(vhost_of(b));
+    if (!src) continue;  // RabbitMQ, too, skips a binding whose ends are missing
     auto args = json_to_table(b.contains("arguments") ? b["arguments"] : Json());
     if (!args) return bad_request("binding arguments must be an object");
     v->bind(*src, dest, str(b, "routing_key"), *args);
@@ -265,7 +275,10 @@ Response handle_definitions(Context& c, const Request& r) {
     case Method::kPut: {
       Json defs = Json::parse(r.body, nullptr, false);
       if (defs.is_discarded() || !defs.is_object()) return bad_request("failed_to_parse_json");
-      return import(c, defs, v ? &r.path[1] : nullptr);
+      // As in RabbitMQ, an administrator's import is not bound by their AMQP permissions in
+      // the vhosts it fills.
+      Context admin{c.broker, c.user, true};
+      return import(admin, defs, v ? &r.path[1] : nullptr);
     }
     default:
       return method_not_allowed();

@@ -112,6 +112,20 @@ def test_import_errors_and_access(mbroker, api):
     status, j, _ = api.call("POST", "/definitions", {"users": [{"name": "x"}]})
     assert status == 400 and j == {"error": "bad_request", "reason": "tags_not_present"}
     assert api.call("POST", "/definitions", {"rabbit_version": "3.10.8"})[0] == 204
+    # The importing administrator needs no AMQP permissions in the vhosts it fills.
+    status, j, _ = api.call("POST", "/definitions", {
+        "vhosts": [{"name": "no-perms"}],
+        "queues": [{"name": "np-q", "vhost": "no-perms", "durable": True, "auto_delete": False,
+                    "arguments": {}}]})
+    assert status == 204, j
+    assert api.get("/queues/no-perms/np-q")["durable"] is True
+    status, j, _ = api.call("POST", "/definitions", {
+        "queues": [{"name": "q", "vhost": "missing-vhost", "durable": True}]})
+    assert status == 400 and j == {"error": "bad_request", "reason": ["no_such_vhost", "missing-vhost"]}
+    # A binding whose ends are missing is skipped, as RabbitMQ does.
+    assert api.call("POST", "/definitions", {"bindings": [
+        {"source": "nox", "vhost": "/", "destination": "noq", "destination_type": "queue",
+         "routing_key": "k", "arguments": {}}]})[0] == 204
     make_user(api, "def-mon", "dm", tags="monitoring")
     status, j, _ = Api(mbroker, "def-mon", "dm").call("GET", "/definitions")
     assert status == 401 and j["reason"] == "Not administrator user"
