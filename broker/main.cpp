@@ -146,6 +146,17 @@ int main(int argc, char** argv) {
     http.write_local_credentials(cfg.data_dir);
     WLOG_INFO("management API listening on http://{}:{}/api/", cfg.bind_address, http.port());
   }
+  management::HttpServer prometheus(io, broker, true);
+  if (cfg.prometheus_port != 0) {
+    try {
+      prometheus.listen(cfg.bind_address, cfg.prometheus_port);
+    } catch (const std::exception& e) {
+      WLOG_ERROR("cannot listen for Prometheus on {}:{}: {}", cfg.bind_address,
+                 cfg.prometheus_port, e.what());
+      return 1;
+    }
+    WLOG_INFO("Prometheus metrics on http://{}:{}/metrics", cfg.bind_address, prometheus.port());
+  }
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   boost::asio::steady_timer stop_timer(io);
@@ -155,6 +166,7 @@ int main(int argc, char** argv) {
     server.stop();
     if (amqps_server) amqps_server->stop();
     http.stop();
+    prometheus.stop();
     broker.close_all_connections("broker forced connection closure with reason 'shutdown'");
     // Give clients a moment to answer close-ok, then stop regardless.
     stop_timer.expires_after(std::chrono::milliseconds(

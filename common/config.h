@@ -38,6 +38,8 @@ struct Config {
   TlsOptions ssl;
   // HTTPS for the management listener (management.ssl.*); 0 = off.
   uint16_t https_port = 0;
+  // prometheus.tcp.port: a listener serving only /metrics (RabbitMQ's 15692); 0 = off.
+  uint16_t prometheus_port = 0;
   TlsOptions management_ssl;
   // SASL mechanisms offered, in order (auth_mechanisms.N); EXTERNAL only on TLS connections
   // with a client certificate.

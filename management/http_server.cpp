@@ -96,7 +96,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       resp = r.method == Method::kGet || r.method == Method::kHead
                  ? handle_metrics(broker_, metrics_path != "/metrics")
                  : method_not_allowed();
-    } else if (!parse_target(target, r)) {
+    } else if (server_.metrics_only() || !parse_target(target, r)) {
       resp = not_found();
     } else {
       std::string_view authz;
@@ -154,8 +154,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool keep_alive_ = true;
 };
 
-HttpServer::HttpServer(asio::io_context& io, broker::Broker& broker)
-    : io_(io), broker_(broker), acceptor_(io) {}
+HttpServer::HttpServer(asio::io_context& io, broker::Broker& broker, bool metrics_only)
+    : io_(io), broker_(broker), acceptor_(io), metrics_only_(metrics_only) {}
 
 HttpServer::~HttpServer() {
   *alive_ = false;

@@ -26,7 +26,9 @@ class HttpServer {
  public:
   static constexpr size_t kMaxBody = 20'000'000;  // RabbitMQ's management.http.max_body_size
 
-  HttpServer(boost::asio::io_context& io, broker::Broker& broker);
+  // metrics_only: the Prometheus listener (prometheus.tcp.port), which serves /metrics alone.
+  HttpServer(boost::asio::io_context& io, broker::Broker& broker, bool metrics_only = false);
+  bool metrics_only() const { return metrics_only_; }
   ~HttpServer();
   // Binds and listens; throws boost::system::system_error on failure.
   void listen(const std::string& address, uint16_t port);
@@ -48,6 +50,7 @@ class HttpServer {
   boost::asio::ip::tcp::acceptor acceptor_;
   std::set<HttpSession*> sessions_;
   std::string local_token_;
+  bool metrics_only_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -3,6 +3,7 @@
 names (checked against RabbitMQ 3.10.8), parsed with prometheus_client's text parser
 (Debian's python3-prometheus-client)."""
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -90,3 +91,20 @@ def test_metrics_label_escaping_and_methods(mbroker):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=10)
     assert e.value.code == 405
+
+
+def test_prometheus_port_serves_only_metrics():
+    import tempfile
+    from conftest import free_port, start_warren
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="warren-test-") as d:
+        b = start_warren(d, http_port=None, config_text="prometheus.tcp.port = %d\n" % port)
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+                families = {f.name for f in text_string_to_metric_families(r.read().decode())}
+            assert {"rabbitmq_connections", "rabbitmq_queue_messages_ready"} <= families
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen("http://127.0.0.1:%d/api/overview" % port, timeout=10)
+            assert e.value.code == 404
+        finally:
+            b.stop()
