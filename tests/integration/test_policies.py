@@ -2,6 +2,9 @@
 RabbitMQ 3.10.8): RabbitMQ's JSON and status codes, validation errors, effect on existing and
 new queues (message-ttl, max-length, dead-letter-exchange), priority, clearing, the queue
 listing's policy fields, and policies surviving a restart (schema v5)."""
+import json
+import shutil
+import subprocess
 import time
 
 import pika
@@ -204,3 +207,22 @@ def test_policies_survive_a_restart(fresh_mbroker):
     api.delete("/vhosts/pv")
     b.restart()
     assert Api(b).get("/policies") == []
+
+
+@pytest.mark.skipif(not shutil.which("rabbitmqadmin"), reason="rabbitmqadmin is not installed")
+def test_rabbitmqadmin_policies(mbroker, api):
+    admin = ["rabbitmqadmin", "-H", "127.0.0.1", "-P", str(mbroker.http_port), "-u", "guest",
+             "-p", "guest"]
+
+    def run(*args):
+        r = subprocess.run(admin + list(args), capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert run("declare", "policy", "name=ra", "pattern=^ra", 'definition={"max-length":1}',
+               "apply-to=queues", "priority=2") == "policy declared\n"
+    assert json.loads(run("-f", "raw_json", "list", "policies")) == [
+        {"vhost": "/", "name": "ra", "pattern": "^ra", "apply-to": "queues",
+         "definition": {"max-length": 1}, "priority": 2}]
+    assert run("delete", "policy", "name=ra") == "policy deleted\n"
+    assert api.get("/policies") == []
