@@ -112,7 +112,7 @@ Response handle_metrics(broker::Broker& b, bool per_object);
 // file entry): nullopt with RabbitMQ's 400 in `err` when it is invalid.
 Json policy_json(const std::string& vhost, const broker::Policy& p);
 std::optional<broker::Policy> policy_from_json(const std::string& name, const Json& body,
-                                               Response& err);
+                                               Response& err, bool operator_policy = false);
 
 // Imports a definitions file (rabbitmq.conf's load_definitions) as an administrator would
 // through POST /api/definitions; false with a one-line reason in `error`.

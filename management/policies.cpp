@@ -3,6 +3,9 @@
 // "priority", "apply-to"}; a policy takes effect at once on the vhost's queues and
 // exchanges. Policies: administrators, and policymakers in the vhosts they can access;
 // operator policies: administrators only.
+#include <map>
+#include <set>
+
 #include "auth/permission.h"
 #include "broker/broker.h"
 #include "management/api.h"
@@ -18,8 +21,47 @@ Json policy_json(const std::string& vhost, const broker::Policy& p) {
 
 // Builds a policy from RabbitMQ's PUT body (or a definitions file entry); nullopt with a
 // 400 in `err` as RabbitMQ words it.
+namespace {
+// The definition keys RabbitMQ 3.10 accepts (with the federation plugin's): Warren gives
+// meaning to those Policy::make knows and keeps the rest without effect. Operator policies
+// take only the limits.
+const std::set<std::string>& known_keys(bool operator_policy) {
+  static const std::set<std::string> policy = {
+      "alternate-exchange", "dead-letter-exchange", "dead-letter-routing-key",
+      "dead-letter-strategy", "message-ttl", "expires", "max-length", "max-length-bytes",
+      "max-in-memory-length", "max-in-memory-bytes", "delivery-limit", "overflow", "queue-mode",
+      "queue-version", "queue-master-locator", "queue-leader-locator", "ha-mode", "ha-params",
+      "ha-sync-mode", "ha-sync-batch-size", "ha-promote-on-shutdown", "ha-promote-on-failure",
+      "max-age", "stream-max-segment-size-bytes", "federation-upstream",
+      "federation-upstream-set"};
+  static const std::set<std::string> op = {"expires", "message-ttl", "max-length",
+                                           "max-length-bytes", "max-in-memory-length",
+                                           "max-in-memory-bytes", "delivery-limit"};
+  return operator_policy ? op : policy;
+}
+
+// RabbitMQ's "[{<<\"foo\">>,1}] are not recognised policy settings" (HTML-escaped for
+// policies, as RabbitMQ sends it), or "" when every key is known.
+std::string unknown_keys(const Json& def, bool operator_policy) {
+  std::map<std::string, Json> unknown;
+  for (const auto& [k, v] : def.items())
+    if (!known_keys(operator_policy).count(k)) unknown.emplace(k, v);
+  if (unknown.empty()) return "";
+  const std::string lt = operator_policy ? "<<" : "&lt;&lt;";
+  const std::string gt = operator_policy ? ">>" : "&gt;&gt;";
+  std::string s = "[";
+  for (const auto& [k, v] : unknown) {
+    if (s.size() > 1) s += ",";
+    s += "{" + lt + Json(k).dump() + gt + ",";
+    s += v.is_string() ? lt + v.dump() + gt : v.dump();
+    s += "}";
+  }
+  return s + "] are not recognised policy settings";
+}
+}  // namespace
+
 std::optional<broker::Policy> policy_from_json(const std::string& name, const Json& body,
-                                               Response& err) {
+                                               Response& err, bool operator_policy) {
   for (const char* key : {"pattern", "definition"}) {
     if (!body.contains(key)) {
       err = bad_request(std::string("[{key_missing,") + key + "}]");
@@ -37,6 +79,9 @@ std::optional<broker::Policy> policy_from_json(const std::string& name, const Js
   if (def.is_string()) def = Json::parse(def.get<std::string>(), nullptr, false);
   if (!def.is_object()) return invalid("definition must be a JSON object");
   if (def.empty()) return invalid("no policy provided");
+  if (std::string unknown = unknown_keys(def, operator_policy); !unknown.empty()) {
+    return invalid(unknown);
+  }
   std::string apply_to = "all";
   if (auto it = body.find("apply-to"); it != body.end() && !it->is_null()) {
     apply_to = it->is_string() ? it->get<std::string>() : it->dump();
@@ -102,7 +147,7 @@ Response handle(Context& c, const Request& r, bool operator_policy) {
       Response err;
       auto body = parse_body(r, err);
       if (!body) return err;
-      auto p = policy_from_json(name, *body, err);
+      auto p = policy_from_json(name, *body, err, operator_policy);
       if (!p) return err;
       return c.broker.set_policy(vname, std::move(*p), operator_policy) ? created()
                                                                           : no_content();

@@ -55,6 +55,19 @@ def test_policy_json_and_status_codes(api):
                                              "should be 'queues', 'exchanges' or 'all'\n")
     status, j, _ = api.call("PUT", "/policies/%2F/bad", {"pattern": "x", "definition": {"max-length": -3}})
     assert status == 400 and j["error"] == "bad_request" and "max-length" in j["reason"]
+    # Keys RabbitMQ does not know are refused as it words it (HTML-escaped, keys sorted); keys
+    # of features Warren lacks but RabbitMQ knows (ha-mode, ...) are kept without effect.
+    status, j, _ = api.call("PUT", "/policies/%2F/bad", {"pattern": "^q", "definition": {"foo": 1, "bar": "x"}})
+    assert status == 400 and j["reason"] == (
+        'Validation failed\n\n[{&lt;&lt;"bar"&gt;&gt;,&lt;&lt;"x"&gt;&gt;},{&lt;&lt;"foo"&gt;&gt;,1}] '
+        'are not recognised policy settings\n')
+    assert api.put("/policies/%2F/ha", {"pattern": "^nothing$", "definition": {"ha-mode": "all"}}) == 201
+    api.delete("/policies/%2F/ha")
+    status, j, _ = api.call("PUT", "/operator-policies/%2F/bad",
+                            {"pattern": "^q", "definition": {"dead-letter-exchange": "x"}})
+    assert status == 400 and j["reason"] == (
+        'Validation failed\n\n[{<<"dead-letter-exchange">>,<<"x">>}] are not recognised policy '
+        'settings\n')
     status, j, _ = api.call("GET", "/policies/%2F/nope")
     assert status == 404 and j == {"error": "Object Not Found", "reason": "Not Found"}
     assert api.call("DELETE", "/policies/%2F/nope")[0] == 404
@@ -226,3 +239,26 @@ def test_rabbitmqadmin_policies(mbroker, api):
          "definition": {"max-length": 1}, "priority": 2}]
     assert run("delete", "policy", "name=ra") == "policy deleted\n"
     assert api.get("/policies") == []
+
+
+def test_exchange_policy_alternate_exchange(mbroker, api):
+    conn = connect(mbroker, "guest", "guest")
+    try:
+        ch = conn.channel()
+        ch.exchange_declare("pol-x", "direct")
+        ch.exchange_declare("pol-ae", "fanout")
+        ch.queue_declare("pol-ae-q")
+        ch.queue_bind("pol-ae-q", "pol-ae")
+        assert "policy" not in api.get("/exchanges/%2F/pol-x")
+        api.put("/policies/%2F/ae", {"pattern": "^pol-x$", "apply-to": "exchanges",
+                                     "definition": {"alternate-exchange": "pol-ae"}})
+        assert api.get("/exchanges/%2F/pol-x")["policy"] == "ae"
+        ch.basic_publish("pol-x", "unrouted", b"to-ae")
+        assert wait_for(lambda: api.get("/queues/%2F/pol-ae-q")["messages"] == 1)
+        api.delete("/policies/%2F/ae")
+        assert "policy" not in api.get("/exchanges/%2F/pol-x")
+        ch.queue_delete("pol-ae-q")
+        ch.exchange_delete("pol-x")
+        ch.exchange_delete("pol-ae")
+    finally:
+        close_quietly(conn)
