@@ -114,8 +114,9 @@ Json policy_json(const std::string& vhost, const broker::Policy& p);
 std::optional<broker::Policy> policy_from_json(const std::string& name, const Json& body,
                                                Response& err, bool operator_policy = false);
 
-// Imports a definitions file (rabbitmq.conf's load_definitions) as an administrator would
-// through POST /api/definitions; false with a one-line reason in `error`.
+// Imports a definitions file, or each .json file of a directory (rabbitmq.conf's
+// load_definitions), as an administrator would through POST /api/definitions; false with a
+// one-line reason in `error`.
 bool load_definitions_file(broker::Broker& broker, const std::string& path, std::string& error);
 
 // JSON of one connection / channel (shared by connections, channels and consumers).

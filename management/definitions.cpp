@@ -4,6 +4,8 @@
 // exported by RabbitMQ 3.x imports unchanged; keys of features Warren lacks are ignored.
 // Import goes through the same handlers as the API's PUTs, so it validates alike, and stops
 // at the first entry that fails (400 with its reason), as RabbitMQ does. Administrators only.
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -286,6 +288,18 @@ Response handle_definitions(Context& c, const Request& r) {
 }
 
 bool load_definitions_file(broker::Broker& broker, const std::string& path, std::string& error) {
+  // A directory: each of its .json files, in name order, as RabbitMQ does.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    std::vector<std::string> files;
+    for (const auto& e : std::filesystem::directory_iterator(path, ec)) {
+      if (e.path().extension() == ".json") files.push_back(e.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files)
+      if (!load_definitions_file(broker, f, error)) return false;
+    return true;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = "cannot read " + path;
@@ -305,7 +319,7 @@ bool load_definitions_file(broker::Broker& broker, const std::string& path, std:
   Response r = import(c, defs, nullptr);
   if (r.status >= 300) {
     Json j = Json::parse(r.body, nullptr, false);
-    error = j.is_object() && j.contains("reason") ? j["reason"].dump() : r.body;
+    error = path + ": " + (j.is_object() && j.contains("reason") ? j["reason"].dump() : r.body);
     return false;
   }
   return true;

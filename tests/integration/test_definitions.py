@@ -207,6 +207,21 @@ def test_load_definitions_at_start(tmp_path):
             check_rabbit_import(b)
         finally:
             b.stop()
+    # A directory: each .json file in name order (the second needs the first's vhost).
+    with tempfile.TemporaryDirectory(prefix="warren-test-") as d:
+        defs_dir = os.path.join(d, "defs")
+        os.mkdir(defs_dir)
+        shutil.copy(RABBIT_FILE, os.path.join(defs_dir, "1-rabbit.json"))
+        with open(os.path.join(defs_dir, "2-more.json"), "w") as f:
+            json.dump({"queues": [{"name": "from-dir", "vhost": "legacy", "durable": True,
+                                   "auto_delete": False, "arguments": {}}]}, f)
+        with open(os.path.join(defs_dir, "ignored.txt"), "w") as f:
+            f.write("not json")
+        b = start_warren(d, http_port=None, config_text="load_definitions = %s\n" % defs_dir)
+        try:
+            assert Api(b).get("/queues/legacy/from-dir")["durable"] is True
+        finally:
+            b.stop()
     with tempfile.TemporaryDirectory(prefix="warren-test-") as d:
         bad = os.path.join(d, "bad.json")
         with open(bad, "w") as f:
