@@ -133,7 +133,10 @@ void Broker::tick() {
   }
   if (!store_waiters_.empty() && !store_congested()) release_store_waiters();
   std::vector<Connection*> all(connections_.begin(), connections_.end());
-  for (Connection* c : all) c->check_consumer_timeouts(now);
+  for (Connection* c : all) {
+    c->check_consumer_timeouts(now);
+    c->check_flow(now);
+  }
   const uint64_t period = std::clamp<uint64_t>(config_.consumer_timeout_ms / 4, 20, 200);
   tick_timer_->expires_after(std::chrono::milliseconds(period));
   tick_timer_->async_wait([this](const boost::system::error_code& ec) {
@@ -156,7 +159,8 @@ void Broker::hold_until_committed(MessagePtr m) {
       in_flight_bytes_ = 0;
     });
   }
-  const uint64_t size = m->body_size() + m->properties.size();
+  // Bodies, properties and what each queued store operation costs besides.
+  const uint64_t size = m->body_size() + m->properties.size() + 256;
   in_flight_bytes_ += size;
   held_bytes_ += size;
   in_flight_.push_back(std::move(m));

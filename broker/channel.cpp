@@ -852,6 +852,9 @@ void Channel::on_basic_publish(const amqp::BasicPublish& m, amqp::Command& cmd) 
   const bool accepted = publish(msg->exchange, msg->routing_key, m.mandatory, msg);
   if (confirm_mode_) record_confirm(accepted, msg->store_id != 0);
   if (conn_.broker().store_congested()) conn_.flow_pause();
+  for (Queue* q : route_scratch_) {
+    if (q->publishers_should_wait()) conn_.flow_pause_for(*q);
+  }
 }
 
 void Channel::record_confirm(bool ack, bool needs_commit) {
@@ -899,6 +902,7 @@ bool Channel::publish(const std::string& exchange, const std::string& routing_ke
     conn_.send_content(id_, ret, msg);
   };
   VHost& vh = vhost();
+  route_scratch_.clear();  // read after publish() for flow control: never stale
   static constexpr std::string_view kReplyPrefix = "amq.rabbitmq.reply-to.";
   if (exchange.empty() && routing_key.size() > kReplyPrefix.size() &&
       std::string_view(routing_key).substr(0, kReplyPrefix.size()) == kReplyPrefix) {

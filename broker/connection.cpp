@@ -5,6 +5,7 @@
 
 #include "broker/broker.h"
 #include "broker/channel.h"
+#include "broker/queue.h"
 #include "common/log.h"
 
 namespace warren::broker {
@@ -38,6 +39,7 @@ Connection::Connection(Broker& broker, Transport& transport, std::string peer,
 }
 
 Connection::~Connection() {
+  for (auto& q : flow_queues_) q->forget_flow_waiter(this);
   release_channels();
   broker_.forget_store_waiter(this);
   broker_.unregister_connection(this);
@@ -107,15 +109,41 @@ void Connection::end_of_input_batch() {
   if (published_ && !blocked_ && broker_.alarmed()) apply_alarm(true, broker_.alarm_reason());
 }
 
+void Connection::flow_pause_for(Queue& q) {
+  if (state_ != State::kOpen) return;
+  if (std::find(flow_queues_.begin(), flow_queues_.end(), &q) == flow_queues_.end()) {
+    flow_queues_.emplace_back(&q);
+    q.add_flow_waiter(this);
+  }
+  if (flow_paused_) return;
+  WLOG_DEBUG("connection {}: flow (queue '{}' is consumed slower than it is filled)", peer_,
+             q.name());
+  flow_paused_ = true;
+  flow_since_ms_ = now_ms();
+  transport_.pause_reading(true);
+}
+
+void Connection::flow_resume_from(Queue& q) {
+  std::erase_if(flow_queues_, [&](const auto& p) { return p.get() == &q; });
+  if (flow_queues_.empty()) flow_resume();
+}
+
+void Connection::check_flow(int64_t now) {
+  if (flow_paused_ && now - flow_since_ms_ >= 1000) flow_resume();
+}
+
 void Connection::flow_pause() {
   if (flow_paused_ || state_ != State::kOpen) return;
   flow_paused_ = true;
+  flow_since_ms_ = now_ms();
   WLOG_DEBUG("connection {}: flow (store backlog {} bytes)", peer_, broker_.store_backlog_bytes());
   broker_.wait_for_store(this);
   transport_.pause_reading(true);
 }
 
 void Connection::flow_resume() {
+  for (auto& q : flow_queues_) q->forget_flow_waiter(this);
+  flow_queues_.clear();
   if (!flow_paused_) return;
   flow_paused_ = false;
   if (!blocked_) transport_.pause_reading(false);

@@ -6,6 +6,7 @@
 // Channel errors are caught at the channel boundary (dispatch_channel_frame).
 #pragma once
 
+#include <boost/smart_ptr/intrusive_ptr.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -68,6 +69,12 @@ class Connection {
   // the broker catches up; flow_resume() reads again unless an alarm still blocks it.
   void flow_pause();
   void flow_resume();
+  // Paused because `q` is being consumed slower than it is filled (Queue::kFlowHigh).
+  void flow_pause_for(Queue& q);
+  void flow_resume_from(Queue& q);
+  // Safety valve (broker tick): a connection paused this long is read again, so one that
+  // also carries the acks its queue waits for cannot deadlock.
+  void check_flow(int64_t now);
   bool in_flow() const { return flow_paused_; }
   // Stops handling frames after the current one until release_input() (see Transport).
   void hold_input() {
@@ -181,6 +188,8 @@ class Connection {
   // The SASL mechanisms connection.start offers on this connection.
   std::vector<std::string> offered_mechanisms() const;
   bool flow_paused_ = false;
+  int64_t flow_since_ms_ = 0;
+  std::vector<boost::intrusive_ptr<Queue>> flow_queues_;
 
   std::unordered_map<uint16_t, std::unique_ptr<Channel>> channels_;
   // Content methods arriving on channels that are not open are assembled before they are

@@ -134,6 +134,21 @@ int main(int argc, char** argv) {
     WLOG_INFO("listening for AMQPS (TLS) on {}:{}", addr, amqps_server->port());
   }
   management::HttpServer http(io, broker);
+  // HTTPS for the same API (management.ssl.*), beside the plain listener.
+  std::unique_ptr<boost::asio::ssl::context> https_tls;
+  std::unique_ptr<management::HttpServer> https;
+  if (cfg.https_port != 0) {
+    try {
+      https_tls = auth::make_server_context(cfg.management_ssl);
+      https = std::make_unique<management::HttpServer>(io, broker, https_tls.get());
+      https->listen(cfg.bind_address, cfg.https_port);
+    } catch (const std::exception& e) {
+      WLOG_ERROR("cannot listen for HTTPS on {}:{}: {}", cfg.bind_address, cfg.https_port,
+                 e.what());
+      return 1;
+    }
+    WLOG_INFO("management API listening on https://{}:{}/api/", cfg.bind_address, https->port());
+  }
   if (cfg.http_port != 0) {
     try {
       http.listen(cfg.bind_address, cfg.http_port);
@@ -146,7 +161,7 @@ int main(int argc, char** argv) {
     http.write_local_credentials(cfg.data_dir);
     WLOG_INFO("management API listening on http://{}:{}/api/", cfg.bind_address, http.port());
   }
-  management::HttpServer prometheus(io, broker, true);
+  management::HttpServer prometheus(io, broker, nullptr, true);
   if (cfg.prometheus_port != 0) {
     try {
       prometheus.listen(cfg.bind_address, cfg.prometheus_port);
@@ -167,6 +182,7 @@ int main(int argc, char** argv) {
     if (amqps_server) amqps_server->stop();
     http.stop();
     prometheus.stop();
+    if (https) https->stop();
     broker.close_all_connections("broker forced connection closure with reason 'shutdown'");
     // Give clients a moment to answer close-ok, then stop regardless.
     stop_timer.expires_after(std::chrono::milliseconds(

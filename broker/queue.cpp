@@ -6,6 +6,7 @@
 #include "broker/broker.h"
 #include "persistence/store.h"
 #include "broker/channel.h"
+#include "broker/connection.h"
 #include "broker/policy.h"
 #include "broker/vhost.h"
 
@@ -127,11 +128,34 @@ void Queue::apply_policies(const Policy* p, const Policy* op) {
     expiry_timer_->cancel();
   }
   if (settings_.max_length || settings_.max_length_bytes) enforce_limits();
+  maybe_load();
+}
+
+bool Queue::publishers_should_wait() const {
+  if (consumers_.empty() || memory_bytes() <= std::min(kFlowHigh, memory_limit() + kLoadBytes)) {
+    return false;
+  }
+  return now_ms() - last_delivery_ms_ < 1000;  // consumers that stopped taking do not count
+}
+
+void Queue::add_flow_waiter(Connection* c) {
+  if (std::find(flow_waiters_.begin(), flow_waiters_.end(), c) == flow_waiters_.end()) {
+    flow_waiters_.push_back(c);
+  }
+}
+
+void Queue::forget_flow_waiter(Connection* c) { std::erase(flow_waiters_, c); }
+
+void Queue::release_flow_waiters() {
+  auto waiters = std::move(flow_waiters_);
+  flow_waiters_.clear();
+  for (Connection* c : waiters) c->flow_resume_from(*this);
 }
 
 bool Queue::pageable() const {
+  const persistence::Store* store = vhost_->broker().paging_store();
   return settings_.max_priority == 0 && !settings_.max_length && !settings_.max_length_bytes &&
-         vhost_->broker().paging_store() != nullptr;
+         store != nullptr && store->healthy();
 }
 
 uint64_t Queue::memory_limit() const {
@@ -346,8 +370,10 @@ bool Queue::enqueue(MessagePtr m) {
       });
     }
   }
-  if (paged_count_ > 0) {
-    // Older messages are paged out: this one goes behind them, in the store.
+  const persistence::Store* paging = vhost_->broker().paging_store();
+  if (paged_count_ > 0 && paging && paging->healthy()) {
+    // Older messages are paged out: this one goes behind them, in the store (even if a
+    // policy made the queue unpageable since: memory must not get ahead of the store).
     page_out(e);
     maybe_load();
     return true;
@@ -524,6 +550,7 @@ void Queue::drop_paged() {
 size_t Queue::purge() {
   size_t n = ready_count_ + paged_count_;
   drop_paged();
+  if (!flow_waiters_.empty()) release_flow_waiters();
   if (durable_ && n > 0) {
     bool any_stored = false;
     for (auto& b : ready_)
@@ -611,8 +638,11 @@ void Queue::dispatch() {
     }
     ConsumerPtr keep(chosen);
     chosen->channel->deliver(*chosen, *this, std::move(e));
+    last_delivery_ms_ = -1;  // set once below, not per message
   }
   dispatching_ = false;
+  if (last_delivery_ms_ < 0) last_delivery_ms_ = now_ms();
+  if (!flow_waiters_.empty() && memory_bytes() < kFlowLow) release_flow_waiters();
   if (entries_with_expiry_ && !empty()) expire_head(now_ms());
   maybe_load();
 }
@@ -620,6 +650,7 @@ void Queue::dispatch() {
 size_t Queue::mark_deleted() {
   size_t n = ready_count_ + paged_count_;
   drop_paged();
+  if (!flow_waiters_.empty()) release_flow_waiters();
   deleted_ = true;
   for (auto& b : ready_) b.clear();
   ready_count_ = 0;

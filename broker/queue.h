@@ -124,6 +124,16 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   // memory (memory pressure). Returns the bytes paged out.
   uint64_t page_out_to(uint64_t keep_bytes);
   bool pageable() const;
+
+  // Flow control for queues being consumed (RabbitMQ's credit flow, in effect): once the
+  // ready messages in memory pass kFlowHigh while consumers are taking messages, publishers
+  // to this queue are paused until it drains under kFlowLow. A queue nobody consumes from
+  // pages instead, so publishers are not held back by a backlog that is meant to grow.
+  static constexpr uint64_t kFlowHigh = 8u << 20;
+  static constexpr uint64_t kFlowLow = 4u << 20;
+  bool publishers_should_wait() const;
+  void add_flow_waiter(Connection* c);
+  void forget_flow_waiter(Connection* c);
   // A delivered message was rejected without requeue: dead-letter it ("rejected").
   void reject(QueueEntry e);
   // Removes and returns the head for basic.get (counted as unacked when `ack_required`).
@@ -208,6 +218,9 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   uint64_t paged_from_seq_ = 0;
   uint64_t max_handed_seq_ = 0;  // highest seq ever handed to a consumer or basic.get
   bool loading_ = false;
+  int64_t last_delivery_ms_ = 0;
+  std::vector<Connection*> flow_waiters_;
+  void release_flow_waiters();
   std::vector<std::function<void()>> load_waiters_;
   uint64_t page_epoch_ = 0;  // bumped by purge/delete: a load in flight is stale
 

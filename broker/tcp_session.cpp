@@ -12,7 +12,10 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 
 namespace {
-constexpr size_t kInitialReadBuffer = 64 * 1024;
+// Small to start with (the handshake's frames fit), so that idle connections cost little; a read that fills the buffer
+// doubles it (up to kBusyReadBuffer, or whatever one frame needs) for busy publishers.
+constexpr size_t kInitialReadBuffer = 1024;
+constexpr size_t kBusyReadBuffer = 256 * 1024;
 
 std::string describe(const asio::ip::tcp::socket& s, bool& loopback) {
   error_code ec;
@@ -88,13 +91,24 @@ void TcpSession::begin() {
   do_read();
 }
 
+void TcpSession::update_keep_alive() {
+  if ((read_paused_ || input_held_) && !closed_) {
+    if (!keep_alive_) keep_alive_ = shared_from_this();
+  } else if (keep_alive_) {
+    // Released from a handler, never while a member function of this session still runs.
+    asio::post(socket_.get_executor(), [keep = std::move(keep_alive_)] {});
+  }
+}
+
 void TcpSession::pause_reading(bool paused) {
   read_paused_ = paused;
+  update_keep_alive();
   if (!paused && !read_pending_) do_read();
 }
 
 void TcpSession::hold_input(bool held) {
   input_held_ = held;
+  update_keep_alive();
   if (held) return;
   // Not inline: the release comes from inside the connection's own processing.
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
@@ -131,10 +145,14 @@ void TcpSession::do_read() {
   if (closed_ || read_paused_ || input_held_ || read_pending_) return;
   read_pending_ = true;
   if (rlen_ == rbuf_.size()) rbuf_.resize(rbuf_.size() * 2);
-  auto on_read = [self = shared_from_this()](error_code ec, size_t n) {
+  const size_t space = rbuf_.size() - rlen_;
+  auto on_read = [self = shared_from_this(), space](error_code ec, size_t n) {
         self->read_pending_ = false;
         if (self->closed_) return;
         if (ec) {
+          if (ec != asio::error::eof) {
+            WLOG_DEBUG("connection {}: read failed: {}", self->conn_->peer(), ec.message());
+          }
           self->finish();
           return;
         }
@@ -145,6 +163,9 @@ void TcpSession::do_read() {
         }
         self->rlen_ += n;
         self->process_input();
+        if (n == space && self->rbuf_.size() < kBusyReadBuffer) {
+          self->rbuf_.resize(self->rbuf_.size() * 2);
+        }
         self->do_read();
   };
   auto buf = asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_);
@@ -276,6 +297,7 @@ void TcpSession::finish() {
   close_timer_.cancel();
   socket_.close(ec);
   conn_->on_transport_closed();
+  update_keep_alive();
 }
 
 }  // namespace warren::broker

@@ -61,6 +61,10 @@ class TcpSession : public std::enable_shared_from_this<TcpSession>, public Trans
   bool ignore_input_ = false;
   bool read_paused_ = false;
   bool input_held_ = false;
+  // While reading is paused or input held, no read is pending to keep the session alive:
+  // this does (dropped on resume, or after finish()).
+  std::shared_ptr<TcpSession> keep_alive_;
+  void update_keep_alive();
   // Hands buffered bytes to the connection (after a read, or when input is released).
   void process_input();
   bool read_pending_ = false;

@@ -1,6 +1,7 @@
 #include "management/http_server.h"
 
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/version.hpp>
 
@@ -36,39 +37,57 @@ Method method_of(http::verb v) {
 }
 }  // namespace
 
-// One HTTP connection: read a request, answer it, repeat while keep-alive.
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+// One HTTP connection: read a request, answer it, repeat while keep-alive. `Stream` is a
+// beast::tcp_stream, or an ssl_stream over one (HTTPS: the TLS handshake comes first).
+template <typename Stream>
+class Session : public HttpSession, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
  public:
-  HttpSession(tcp::socket socket, broker::Broker& broker, HttpServer& server,
-              std::shared_ptr<bool> server_alive)
-      : stream_(std::move(socket)), broker_(broker), server_(server),
+  template <typename... TlsArgs>
+  Session(tcp::socket socket, broker::Broker& broker, HttpServer& server,
+          std::shared_ptr<bool> server_alive, TlsArgs&... tls)
+      : stream_(std::move(socket), tls...), broker_(broker), server_(server),
         server_alive_(std::move(server_alive)) {
     boost::system::error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
+    auto ep = socket_().remote_endpoint(ec);
     loopback_ = !ec && (ep.address().is_loopback() ||
                         (ep.address().is_v6() && ep.address().to_v6().is_v4_mapped() &&
                          asio::ip::make_address_v4(asio::ip::v4_mapped, ep.address().to_v6())
                              .is_loopback()));
   }
-  ~HttpSession() {
+  ~Session() override {
     if (*server_alive_) server_.forget(this);
   }
 
-  void start() { read(); }
-  void close() {
+  void start() {
+    if constexpr (kTls) {
+      beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
+      stream_.async_handshake(asio::ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code ec) {
+                                if (ec) return self->close();  // not TLS, or a bad certificate
+                                self->read();
+                              });
+    } else {
+      read();
+    }
+  }
+  void close() override {
     boost::system::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
+    socket_().shutdown(tcp::socket::shutdown_both, ec);
+    socket_().close(ec);
   }
 
  private:
+  tcp::socket& socket_() { return beast::get_lowest_layer(stream_).socket(); }
+
   void read() {
     parser_.emplace();
     parser_->header_limit(16 * 1024);
     parser_->body_limit(HttpServer::kMaxBody);
-    stream_.expires_after(kIdleTimeout);
+    beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
                        self->on_read(ec);
                      });
   }
@@ -112,7 +131,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       }
       // A change of durable state is answered once it is committed.
       if (broker_.store_writes() != writes_before && broker_.store()) {
-        broker_.store()->sync([self = shared_from_this(), resp](bool ok) {
+        broker_.store()->sync([self = this->shared_from_this(), resp](bool ok) {
           self->write(ok ? resp
                          : error_response(500, "internal_server_error",
                                           "the change could not be stored"),
@@ -136,15 +155,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res->keep_alive(keep_alive_ && then_read);
     res->body() = std::move(resp.body);
     res->prepare_payload();
-    stream_.expires_after(kIdleTimeout);
+    beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
     http::async_write(stream_, *res,
-                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
                         if (ec || !res->keep_alive()) return self->close();
                         self->read();
                       });
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   broker::Broker& broker_;
@@ -154,8 +173,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool keep_alive_ = true;
 };
 
-HttpServer::HttpServer(asio::io_context& io, broker::Broker& broker, bool metrics_only)
-    : io_(io), broker_(broker), acceptor_(io), metrics_only_(metrics_only) {}
+HttpServer::HttpServer(asio::io_context& io, broker::Broker& broker, asio::ssl::context* tls,
+                       bool metrics_only)
+    : tls_(tls), io_(io), broker_(broker), acceptor_(io), metrics_only_(metrics_only) {}
 
 HttpServer::~HttpServer() {
   *alive_ = false;
@@ -208,8 +228,14 @@ void HttpServer::stop() {
 void HttpServer::accept() {
   acceptor_.async_accept([this, alive = alive_](boost::system::error_code ec, tcp::socket socket) {
     if (!*alive || ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      auto s = std::make_shared<HttpSession>(std::move(socket), broker_, *this, alive_);
+    if (!ec && tls_) {
+      auto s = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+          std::move(socket), broker_, *this, alive_, *tls_);
+      sessions_.insert(s.get());
+      s->start();
+    } else if (!ec) {
+      auto s = std::make_shared<Session<beast::tcp_stream>>(std::move(socket), broker_, *this,
+                                                            alive_);
       sessions_.insert(s.get());
       s->start();
     } else {

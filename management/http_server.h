@@ -1,5 +1,5 @@
 // HttpServer: the management listener (Boost.Beast), RabbitMQ's /api/... on
-// management.tcp.port.
+// management.tcp.port (and HTTPS on management.ssl.port with a TLS context).
 //
 // Runs on the broker's io_context, so handlers touch broker state directly and never block:
 // reads and writes are asynchronous, a request is bounded (headers 16 KiB, body kMaxBody;
@@ -9,6 +9,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -20,14 +21,21 @@ class Broker;
 
 namespace warren::management {
 
-class HttpSession;
+// What the server needs of a session, whatever its stream (plain or TLS).
+class HttpSession {
+ public:
+  virtual ~HttpSession() = default;
+  virtual void close() = 0;
+};
 
 class HttpServer {
  public:
   static constexpr size_t kMaxBody = 20'000'000;  // RabbitMQ's management.http.max_body_size
 
+  // `tls`: null for HTTP; else the context of every session (it must outlive the server).
   // metrics_only: the Prometheus listener (prometheus.tcp.port), which serves /metrics alone.
-  HttpServer(boost::asio::io_context& io, broker::Broker& broker, bool metrics_only = false);
+  HttpServer(boost::asio::io_context& io, broker::Broker& broker,
+             boost::asio::ssl::context* tls = nullptr, bool metrics_only = false);
   bool metrics_only() const { return metrics_only_; }
   ~HttpServer();
   // Binds and listens; throws boost::system::system_error on failure.
@@ -45,6 +53,7 @@ class HttpServer {
 
  private:
   void accept();
+  boost::asio::ssl::context* tls_;
   boost::asio::io_context& io_;
   broker::Broker& broker_;
   boost::asio::ip::tcp::acceptor acceptor_;

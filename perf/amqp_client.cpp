@@ -26,6 +26,8 @@ using Clock = std::chrono::steady_clock;
 // Large enough for several frames at the usual frame_max (131072), so one recv brings in
 // many small deliveries at once.
 constexpr size_t kMinInputBuffer = 1 << 20;
+// For idle connections: read_some() doubles it when a frame does not fit.
+constexpr size_t kSmallInputBuffer = 8192;
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -101,7 +103,8 @@ AmqpClient::~AmqpClient() {
 
 void AmqpClient::fail(const std::string& what) { throw PerfError(what); }
 
-void AmqpClient::connect(const Uri& uri, std::string_view connection_name) {
+void AmqpClient::connect(const Uri& uri, std::string_view connection_name,
+                         std::chrono::milliseconds timeout, bool small_buffers) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -125,9 +128,8 @@ void AmqpClient::connect(const Uri& uri, std::string_view connection_name) {
   const int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
-  in_.resize(kMinInputBuffer);
+  in_.resize(small_buffers ? kSmallInputBuffer : kMinInputBuffer);
 
-  const auto timeout = std::chrono::milliseconds(30000);
   out_.append("AMQP\x00\x00\x09\x01", 8);
   flush_blocking(timeout);
   {
@@ -171,7 +173,7 @@ void AmqpClient::connect(const Uri& uri, std::string_view connection_name) {
   }
   frame_max_ = tune.frame_max == 0 ? 131072 : tune.frame_max;
   parser_.set_max_frame(frame_max_);
-  if (in_.size() < 4 * size_t{frame_max_}) in_.resize(4 * size_t{frame_max_});
+  if (!small_buffers && in_.size() < 4 * size_t{frame_max_}) in_.resize(4 * size_t{frame_max_});
 
   amqp::ConnectionTuneOk tune_ok;
   tune_ok.channel_max = tune.channel_max;
@@ -418,7 +420,7 @@ std::string_view AmqpClient::expect(uint16_t channel, uint16_t class_id, uint16_
       if (f.channel == 0) {
         on_channel0(f);
       } else {
-        on_channel_frame(f, nullptr);
+        on_channel_frame(f, setup_handler_);
       }
     }
     if (Clock::now() > deadline) {

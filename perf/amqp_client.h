@@ -61,9 +61,13 @@ class AmqpClient {
   AmqpClient& operator=(const AmqpClient&) = delete;
   ~AmqpClient();
 
-  // TCP connect plus the handshake (PLAIN, heartbeats off, the broker's frame_max).
+  // TCP connect plus the handshake (PLAIN, heartbeats off, the broker's frame_max), each
+  // step bounded by `timeout`. `small_buffers` starts with an 8 KiB input buffer instead of
+  // 1 MiB (it still grows for a large frame): for thousands of idle connections.
   // Throws PerfError.
-  void connect(const Uri& uri, std::string_view connection_name);
+  void connect(const Uri& uri, std::string_view connection_name,
+               std::chrono::milliseconds timeout = std::chrono::seconds(30),
+               bool small_buffers = false);
   void open_channel(uint16_t channel);
 
   // Sends `m` on `channel` and waits for the method `Reply` there. Throws PerfError (also
@@ -74,6 +78,14 @@ class AmqpClient {
     amqp::write_method_frame(out_, channel, m);
     flush_blocking(timeout);
     expect(channel, Reply::kClassId, Reply::kMethodId, timeout);
+  }
+
+  // Waits for `n` replies (class_id, method_id) on `channel`, for requests pipelined through
+  // out(): e.g. many queue.bind sent in one write. Throws PerfError.
+  void expect_replies(uint16_t channel, uint16_t class_id, uint16_t method_id, size_t n,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    flush_blocking(timeout);
+    for (size_t i = 0; i < n; ++i) expect(channel, class_id, method_id, timeout);
   }
 
   // Sends connection.close and waits up to `timeout` for close-ok, then closes the socket.
@@ -98,6 +110,11 @@ class AmqpClient {
   // Waits until the socket is readable (or writable, when `want_write`) or `timeout` passes.
   // Returns poll's revents (0 on timeout).
   short wait(std::chrono::nanoseconds timeout, bool want_write);
+
+  // Receives the deliveries and other methods that arrive while call() or expect_replies()
+  // waits for a reply (e.g. deliveries for a first basic.consume before the consume-ok of a
+  // second one); without it they are dropped.
+  void set_handler(Handler* h) { setup_handler_ = h; }
 
   uint32_t frame_max() const { return frame_max_; }
   std::string_view server_product() const { return server_product_; }
@@ -131,6 +148,7 @@ class AmqpClient {
 
   // Content in progress (method, then header, then body frames) on the current channel.
   Content content_ = Content::kNone;
+  Handler* setup_handler_ = nullptr;
   uint64_t content_size_ = 0;
   uint64_t content_seen_ = 0;
   bool header_seen_ = false;

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -24,9 +25,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "amqp/frame.h"
@@ -79,20 +83,85 @@ struct Options {
   bool quiet = false;
   double drain_timeout = 10;
   uint32_t batch = 1000;
+  uint64_t consume_count = 0;    // stop once the consumers have received this many
+  uint64_t topic_bindings = 0;   // generated */# bindings on a topic exchange
+  uint32_t topic_keys = 4096;    // distinct routing keys the producers cycle through
+  uint64_t idle_connections = 0;
+  double hold = 10;
+  double connect_timeout = 10;
+  std::string ready_file;
 
   std::vector<std::string> queue_names;
 };
+
+// Scenario 9: `topic_bindings` distinct bindings of four-segment patterns with three words
+// and one wildcard (`*` or `#`, at any position) spread over the queues, and `topic_keys`
+// four-word routing keys. The vocabulary has V words with V^3 ~ bindings/4, so a key matches
+// about four bindings. For four-word keys a pattern with one wildcard matches only when the
+// wildcard stands for exactly one word, so the bindings matching a key are among the 8
+// patterns made by replacing one of its words by `*` or `#`: that gives each key's queue count
+// (deliveries per publish) without a full matcher.
+struct TopicPlan {
+  std::vector<std::pair<std::string, uint32_t>> bindings;  // pattern, queue index
+  std::vector<std::string> keys;
+  std::vector<uint32_t> copies;  // per key: distinct queues it reaches
+};
+
+TopicPlan make_topic_plan(uint64_t n_bindings, uint32_t n_keys, size_t n_queues) {
+  TopicPlan plan;
+  const auto vocab = static_cast<uint32_t>(
+      std::max(2.0, std::round(std::cbrt(static_cast<double>(n_bindings) / 4.0))));
+  std::mt19937_64 rng(20261125);
+  auto word = [&] { return "w" + std::to_string(rng() % vocab); };
+  std::unordered_map<std::string, std::vector<uint32_t>> by_pattern;
+  std::set<std::pair<std::string, uint32_t>> seen;
+  const uint64_t possible = uint64_t{vocab} * vocab * vocab * 8 * n_queues;
+  n_bindings = std::min(n_bindings, possible / 2);
+  while (plan.bindings.size() < n_bindings) {
+    std::array<std::string, 4> w;
+    const uint64_t r = rng();
+    const size_t wild = r % 4;
+    for (size_t i = 0; i < 4; ++i) w[i] = i == wild ? ((r >> 8) % 2 ? "#" : "*") : word();
+    const std::string pattern = w[0] + "." + w[1] + "." + w[2] + "." + w[3];
+    const auto q = static_cast<uint32_t>(rng() % n_queues);
+    if (!seen.emplace(pattern, q).second) continue;
+    plan.bindings.emplace_back(pattern, q);
+    by_pattern[pattern].push_back(q);
+  }
+  for (uint32_t k = 0; k < n_keys; ++k) {
+    std::array<std::string, 4> w = {word(), word(), word(), word()};
+    plan.keys.push_back(w[0] + "." + w[1] + "." + w[2] + "." + w[3]);
+    std::set<uint32_t> queues;
+    for (size_t i = 0; i < 4; ++i) {
+      for (const char* wild : {"*", "#"}) {
+        std::array<std::string, 4> v = w;
+        v[i] = wild;
+        const auto it = by_pattern.find(v[0] + "." + v[1] + "." + v[2] + "." + v[3]);
+        if (it != by_pattern.end()) queues.insert(it->second.begin(), it->second.end());
+      }
+    }
+    plan.copies.push_back(static_cast<uint32_t>(queues.size()));
+  }
+  return plan;
+}
 
 // Where producer i's messages go, and how many consumed copies each one should produce.
 std::string producer_queue(const Options& o, int i) {
   return o.queue_names[static_cast<size_t>(i) % o.queue_names.size()];
 }
-std::string consumer_queue(const Options& o, int j) {
-  return o.queue_names[static_cast<size_t>(j) % o.queue_names.size()];
+// Consumer j takes queue j (mod the queue count); with fewer consumers than queues it also
+// takes queues j + consumers, j + 2 * consumers, ... so that every queue has a consumer.
+std::vector<std::string> consumer_queues(const Options& o, int j) {
+  std::vector<std::string> out;
+  const size_t n = o.queue_names.size();
+  out.push_back(o.queue_names[static_cast<size_t>(j) % n]);
+  for (size_t q = static_cast<size_t>(j) + static_cast<size_t>(o.consumers); q < n;
+       q += static_cast<size_t>(o.consumers)) {
+    out.push_back(o.queue_names[q]);
+  }
+  return out;
 }
-bool queue_has_consumer(const Options& o, size_t q) {
-  return static_cast<size_t>(o.consumers) > q;  // consumers are spread round-robin
-}
+bool queue_has_consumer(const Options& o, size_t) { return o.consumers > 0; }
 std::string binding_key(const Options& o, const std::string& queue) {
   if (o.routing_key) return *o.routing_key;
   if (o.type == "fanout") return "";
@@ -125,6 +194,7 @@ struct alignas(64) ProducerStats {
   std::atomic<uint64_t> confirmed{0};
   std::atomic<uint64_t> nacked{0};
   std::atomic<uint64_t> returned{0};
+  std::atomic<uint64_t> routed{0};  // topic plan: consumed copies the sent messages make
 };
 
 struct alignas(64) ConsumerStats {
@@ -163,7 +233,7 @@ void declare_queue(AmqpClient& c, const Options& o, const std::string& q) {
   c.call<amqp::QueueDeclareOk>(kChannel, d);
 }
 
-void declare_topology(AmqpClient& c, const Options& o) {
+void declare_topology(AmqpClient& c, const Options& o, const TopicPlan* plan) {
   // amq.* exchanges exist already and may not be declared (403 ACCESS_REFUSED).
   if (!o.exchange.empty() && !o.exchange.starts_with("amq.")) {
     amqp::ExchangeDeclare d;
@@ -175,7 +245,7 @@ void declare_topology(AmqpClient& c, const Options& o) {
   }
   for (const std::string& q : o.queue_names) {
     declare_queue(c, o, q);
-    if (!o.exchange.empty()) {
+    if (!o.exchange.empty() && !plan) {
       const std::string key = binding_key(o, q);
       amqp::QueueBind b;
       b.queue = q;
@@ -183,6 +253,21 @@ void declare_topology(AmqpClient& c, const Options& o) {
       b.routing_key = key;
       c.call<amqp::QueueBindOk>(kChannel, b);
     }
+  }
+  if (!plan) return;
+  // Many bindings: pipelined in windows of 1000 requests per write.
+  constexpr size_t kWindow = 1000;
+  for (size_t i = 0; i < plan->bindings.size(); i += kWindow) {
+    const size_t n = std::min(kWindow, plan->bindings.size() - i);
+    for (size_t k = i; k < i + n; ++k) {
+      amqp::QueueBind b;
+      b.queue = o.queue_names[plan->bindings[k].second];
+      b.exchange = o.exchange;
+      b.routing_key = plan->bindings[k].first;
+      amqp::write_method_frame(c.out(), kChannel, b);
+    }
+    c.expect_replies(kChannel, amqp::QueueBindOk::kClassId, amqp::QueueBindOk::kMethodId, n,
+                     std::chrono::seconds(120));
   }
 }
 
@@ -196,13 +281,13 @@ void wait_for_go(const Shared& sh) {
 // unconfirmed, and paces itself to `rate` messages per second.
 class Producer final : public AmqpClient::Handler {
  public:
-  Producer(int id, const Options& o, Shared& sh, ProducerStats& st)
-      : id_(id), o_(o), sh_(sh), st_(st) {}
+  Producer(int id, const Options& o, const TopicPlan* plan, Shared& sh, ProducerStats& st)
+      : id_(id), o_(o), plan_(plan), sh_(sh), st_(st) {}
 
   void run() {
     client_.connect(o_.uri, "warren-perf producer " + std::to_string(id_));
     client_.open_channel(kChannel);
-    if (!o_.predeclared) declare_topology(client_, o_);
+    if (!o_.predeclared) declare_topology(client_, o_, id_ == 0 ? plan_ : nullptr);
     if (o_.confirm > 0) {
       client_.call<amqp::ConfirmSelectOk>(kChannel, amqp::ConfirmSelect{});
       size_t ring = 1;
@@ -239,7 +324,17 @@ class Producer final : public AmqpClient::Handler {
     p.exchange = o_.exchange;
     p.routing_key = key;
     p.mandatory = o_.mandatory;
-    amqp::write_method_frame(prefix_, kChannel, p);
+    if (plan_) {
+      for (const std::string& k : plan_->keys) {
+        p.routing_key = k;
+        std::string m;
+        amqp::write_method_frame(m, kChannel, p);
+        key_methods_.push_back(std::move(m));
+      }
+      key_next_ = static_cast<size_t>(id_) * 7919 % plan_->keys.size();
+    } else {
+      amqp::write_method_frame(prefix_, kChannel, p);
+    }
     std::string props;
     amqp::Writer w(props);
     amqp::BasicProperties bp;
@@ -253,6 +348,11 @@ class Producer final : public AmqpClient::Handler {
   }
 
   void append_message(std::string& out) {
+    if (plan_) {
+      out.append(key_methods_[key_next_]);
+      routed_ += plan_->copies[key_next_];
+      if (++key_next_ == key_methods_.size()) key_next_ = 0;
+    }
     out.append(prefix_);
     const size_t max_payload = client_.frame_max() - amqp::kFrameOverhead;
     size_t remaining = o_.size;
@@ -312,6 +412,7 @@ class Producer final : public AmqpClient::Handler {
     st_.confirmed.store(confirmed_, std::memory_order_relaxed);
     st_.nacked.store(nacked_, std::memory_order_relaxed);
     st_.returned.store(returned_, std::memory_order_relaxed);
+    st_.routed.store(routed_, std::memory_order_relaxed);
   }
 
   void publish_loop() {
@@ -371,10 +472,16 @@ class Producer final : public AmqpClient::Handler {
 
   int id_;
   const Options& o_;
+  const TopicPlan* plan_;
   Shared& sh_;
   ProducerStats& st_;
   AmqpClient client_;
-  std::string prefix_;   // basic.publish method frame and content header, the same each time
+  // basic.publish method frame and content header, the same each time; with a topic plan
+  // only the header (the method frames, one per routing key, are in key_methods_).
+  std::string prefix_;
+  std::vector<std::string> key_methods_;
+  size_t key_next_ = 0;
+  uint64_t routed_ = 0;
   std::string filler_;   // body bytes after the timestamp and sequence word
   uint64_t sent_ = 0;
   uint64_t confirmed_ = 0;
@@ -394,26 +501,32 @@ class Producer final : public AmqpClient::Handler {
 class Consumer final : public AmqpClient::Handler {
  public:
   Consumer(int id, const Options& o, Shared& sh, ConsumerStats& st)
-      : id_(id), o_(o), sh_(sh), st_(st), seen_(static_cast<size_t>(o.producers)) {
+      : id_(id), o_(o), sh_(sh), st_(st),
+        seen_(static_cast<size_t>(std::max(o.producers, 1))) {
     ack_every_ = o.multi_ack_every;
     // Acking only every N messages with a prefetch below N would stall: ack at the prefetch.
     if (ack_every_ > 0 && o.qos > 0) ack_every_ = std::min<uint32_t>(ack_every_, o.qos);
   }
 
   void run() {
-    const std::string queue = consumer_queue(o_, id_);
+    const std::vector<std::string> queues = consumer_queues(o_, id_);
     client_.connect(o_.uri, "warren-perf consumer " + std::to_string(id_));
+    client_.set_handler(this);
     client_.open_channel(kChannel);
-    if (!o_.predeclared) declare_queue(client_, o_, queue);
+    if (!o_.predeclared) {
+      for (const std::string& q : queues) declare_queue(client_, o_, q);
+    }
     if (o_.qos > 0) {
       amqp::BasicQos q;
       q.prefetch_count = o_.qos;
       client_.call<amqp::BasicQosOk>(kChannel, q);
     }
-    amqp::BasicConsume c;
-    c.queue = queue;
-    c.no_ack = o_.auto_ack;
-    client_.call<amqp::BasicConsumeOk>(kChannel, c);
+    for (const std::string& q : queues) {
+      amqp::BasicConsume c;
+      c.queue = q;
+      c.no_ack = o_.auto_ack;
+      client_.call<amqp::BasicConsumeOk>(kChannel, c);
+    }
     sh_.ready++;
     // Deliveries that arrived together with consume-ok are in the input buffer already.
     client_.process(*this);
@@ -447,7 +560,9 @@ class Consumer final : public AmqpClient::Handler {
       const int64_t now = now_ns();
       last_ns_ = now;
       st_.latency.record(now > ts ? static_cast<uint64_t>(now - ts) : 0);
-      check_duplicate(word);
+      // With generated topic bindings one consumer takes several queues and so gets several
+      // copies of a message: only the count is checked then.
+      if (o_.topic_bindings == 0) check_duplicate(word);
     }
     if (!o_.auto_ack) {
       if (ack_every_ > 0) {
@@ -549,6 +664,86 @@ std::string fmt(double v, int decimals = 1) {
   return buf;
 }
 
+// Raises the open-file soft limit to the hard limit (thousands of connections).
+void raise_file_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+void write_ready_file(const std::string& path, const std::string& text) {
+  if (path.empty()) return;
+  const std::string tmp = path + ".tmp";
+  if (FILE* f = std::fopen(tmp.c_str(), "w")) {
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+    std::rename(tmp.c_str(), path.c_str());
+  }
+}
+
+// --idle-connections N: opens N connections with one channel each, one after the other,
+// holds them for --hold seconds and closes them. Stops opening at the first failure (a broker
+// at its file limit either refuses or never answers the handshake) and reports how many
+// opened: that is a result, not an error.
+int run_idle(const Options& o) {
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  std::vector<std::unique_ptr<AmqpClient>> conns;
+  conns.reserve(o.idle_connections);
+  std::string error;
+  const auto t0 = Clock::now();
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout * 1000));
+  while (conns.size() < o.idle_connections && !g_interrupted.load()) {
+    auto c = std::make_unique<AmqpClient>();
+    try {
+      c->connect(o.uri, "warren-perf idle " + std::to_string(conns.size()), timeout, true);
+      c->call<amqp::ChannelOpenOk>(kChannel, amqp::ChannelOpen{}, timeout);
+    } catch (const std::exception& e) {
+      error = "connection " + std::to_string(conns.size() + 1) + ": " + e.what();
+      break;
+    }
+    conns.push_back(std::move(c));
+    if (!o.quiet && conns.size() % 1000 == 0) {
+      std::fprintf(stderr, "%zu connections open\n", conns.size());
+    }
+  }
+  const double open_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!error.empty()) std::cerr << "warren-perf: " << error << "\n";
+  std::cerr << "warren-perf: " << conns.size() << " of " << o.idle_connections
+            << " connections open in " << fmt(open_s, 1) << " s; holding for " << fmt(o.hold, 0)
+            << " s\n";
+  write_ready_file(o.ready_file, std::to_string(conns.size()) + "\n");
+  const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(o.hold));
+  while (Clock::now() < until && !g_interrupted.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // connection.close on all of them in one pass, then close the sockets: waiting for each
+  // close-ok in turn would take seconds.
+  for (auto& c : conns) {
+    amqp::ConnectionClose cl;
+    cl.reply_code = 200;
+    cl.reply_text = "Goodbye";
+    amqp::write_method_frame(c->out(), 0, cl);
+    try {
+      c->flush();
+    } catch (const std::exception&) {
+    }
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const size_t opened = conns.size();
+  conns.clear();
+  std::cout << "{\"ok\":" << (opened > 0 ? "true" : "false") << ",\"mode\":\"idle\""
+            << ",\"requested\":" << o.idle_connections << ",\"opened\":" << opened
+            << ",\"open_s\":" << fmt(open_s, 3) << ",\"client_nofile\":" << rl.rlim_cur
+            << ",\"errors\":[";
+  if (!error.empty()) std::cout << "\"" << json_escape(error) << "\"";
+  std::cout << "]}\n" << std::flush;
+  return opened > 0 ? 0 : 1;
+}
+
 // Returns 0 after a clean run, 1 when a connection failed, 2 for bad usage.
 int run(int argc, char** argv) {
   Options o;
@@ -584,6 +779,13 @@ int run(int argc, char** argv) {
     ("predeclared", po::bool_switch(&o.predeclared), "do not declare exchange, queues or bindings")
     ("drain-timeout", po::value(&o.drain_timeout), "seconds to wait for confirms and deliveries at the end (default 10)")
     ("batch", po::value(&o.batch), "most messages per socket write (default 1000)")
+    ("consume-count", po::value(&o.consume_count), "stop once the consumers have received N messages (e.g. draining a backlog with -x 0)")
+    ("topic-bindings", po::value(&o.topic_bindings), "with -t topic: bind N generated */# patterns spread over the queues (pipelined), publish with routing keys that match a few each")
+    ("topic-keys", po::value(&o.topic_keys), "with --topic-bindings: distinct routing keys (default 4096)")
+    ("idle-connections", po::value(&o.idle_connections), "open N connections with a channel each, hold them (--hold) and exit; no traffic")
+    ("hold", po::value(&o.hold), "seconds to hold --idle-connections open (default 10)")
+    ("connect-timeout", po::value(&o.connect_timeout), "seconds per handshake step for --idle-connections (default 10)")
+    ("ready-file", po::value(&o.ready_file), "write this file once set up (idle connections open, or traffic started)")
     ("json", po::bool_switch(&o.json), "print one JSON line of results on stdout")
     ("quiet", po::bool_switch(&o.quiet), "no per-second lines on stderr");
   // clang-format on
@@ -635,6 +837,10 @@ int run(int argc, char** argv) {
     std::cerr << "warren-perf: bad producer, consumer, queue or batch count\n";
     return 2;
   }
+  if (o.topic_bindings > 0 && (o.type != "topic" || o.exchange.empty() || o.topic_keys == 0)) {
+    std::cerr << "warren-perf: --topic-bindings needs -t topic, -e EXCHANGE and --topic-keys > 0\n";
+    return 2;
+  }
   if (o.queues > 0) {
     for (int i = 1; i <= o.queues; ++i) o.queue_names.push_back(o.queue + "-" + std::to_string(i));
   } else {
@@ -646,6 +852,20 @@ int run(int argc, char** argv) {
   sa.sa_handler = [](int) { g_interrupted = true; };
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  raise_file_limit();
+  if (o.idle_connections > 0) return run_idle(o);
+
+  std::optional<TopicPlan> plan;
+  if (o.topic_bindings > 0) {
+    plan = make_topic_plan(o.topic_bindings, o.topic_keys, o.queue_names.size());
+    double sum = 0;
+    for (uint32_t c : plan->copies) sum += c;
+    std::cerr << "warren-perf: " << plan->bindings.size() << " topic bindings, "
+              << plan->keys.size() << " routing keys reaching " << fmt(sum / plan->keys.size(), 2)
+              << " queues each on average\n";
+  }
+  const TopicPlan* plan_ptr = plan ? &*plan : nullptr;
+  const auto t_setup = Clock::now();
 
   Shared sh;
   std::vector<std::unique_ptr<ProducerStats>> pstats;
@@ -662,7 +882,7 @@ int run(int argc, char** argv) {
   for (int i = 0; i < o.producers; ++i) {
     pstats.push_back(std::make_unique<ProducerStats>());
     pthreads.emplace_back([&, i] {
-      Producer p(i, o, sh, *pstats[static_cast<size_t>(i)]);
+      Producer p(i, o, plan_ptr, sh, *pstats[static_cast<size_t>(i)]);
       try {
         p.run();
       } catch (const std::exception& e) {
@@ -703,13 +923,16 @@ int run(int argc, char** argv) {
 
   const auto t0 = Clock::now();
   const int64_t t0_ns = now_ns();
+  const double setup_s = std::chrono::duration<double>(t0 - t_setup).count();
   sh.go = true;
+  write_ready_file(o.ready_file, "running\n");
   std::vector<double> pub_samples, conf_samples, cons_samples;
   auto prev = totals();
   auto tick = t0;
   for (;;) {
     if (sh.failed.load() || g_interrupted.load()) break;
     if (o.producers > 0 && sh.producers_done.load() == o.producers) break;
+    if (o.consume_count > 0 && totals().received >= o.consume_count) break;
     const auto elapsed = Clock::now() - t0;
     if (o.time > 0 && elapsed >= std::chrono::duration<double>(o.time)) break;
     const auto next = tick + std::chrono::seconds(1);
@@ -739,20 +962,26 @@ int run(int argc, char** argv) {
   // Drain: wait until every routed copy has been consumed, or progress stops.
   uint64_t expected = 0;
   for (int i = 0; i < o.producers; ++i) {
-    expected += pstats[static_cast<size_t>(i)]->sent.load() * consumed_copies(o, i);
+    const ProducerStats& ps = *pstats[static_cast<size_t>(i)];
+    expected += plan ? ps.routed.load() : ps.sent.load() * consumed_copies(o, i);
   }
+  if (o.producers == 0) expected = o.consume_count;
   if (!cstats.empty() && !sh.failed.load()) {
     const auto deadline =
         Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.drain_timeout * 1000));
     uint64_t last = totals().received;
     auto last_change = Clock::now();
+    // Gives up early when nothing arrives for this long (a broker paging a backlog to disk
+    // may pause deliveries for seconds).
+    const auto stall_limit = std::min<Clock::duration>(
+        std::chrono::seconds(15), std::chrono::milliseconds(static_cast<int64_t>(o.drain_timeout * 1000)));
     while (Clock::now() < deadline && !sh.failed.load() && !g_interrupted.load()) {
       const uint64_t r = totals().received;
-      if (o.producers > 0 && r >= expected) break;
+      if (expected > 0 && r >= expected) break;
       if (r != last) {
         last = r;
         last_change = Clock::now();
-      } else if (Clock::now() - last_change > std::chrono::seconds(2)) {
+      } else if (Clock::now() - last_change > stall_limit) {
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -777,7 +1006,7 @@ int run(int argc, char** argv) {
   const double pub_overall = pub_secs > 0 ? static_cast<double>(t.sent) / pub_secs : 0;
   const double conf_overall = pub_secs > 0 ? static_cast<double>(t.confirmed) / pub_secs : 0;
   const double cons_overall = cons_secs > 0 ? static_cast<double>(t.received) / cons_secs : 0;
-  const uint64_t missing = (o.producers > 0 && expected > t.received) ? expected - t.received : 0;
+  const uint64_t missing = expected > t.received ? expected - t.received : 0;
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   const double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
@@ -812,6 +1041,8 @@ int run(int argc, char** argv) {
     j << "{\"ok\":" << (ok ? "true" : "false") << ",\"producers\":" << o.producers
       << ",\"consumers\":" << o.consumers << ",\"queues\":" << o.queue_names.size()
       << ",\"size\":" << o.size << ",\"duration_s\":" << fmt(pub_secs, 3)
+      << ",\"consume_s\":" << fmt(cons_secs, 3) << ",\"setup_s\":" << fmt(setup_s, 3)
+      << ",\"bindings\":" << (plan ? plan->bindings.size() : 0)
       << ",\"sent\":" << t.sent << ",\"confirmed\":" << t.confirmed << ",\"nacked\":" << t.nacked
       << ",\"returned\":" << t.returned << ",\"received\":" << t.received
       << ",\"expected\":" << expected << ",\"missing\":" << missing

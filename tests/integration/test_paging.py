@@ -8,7 +8,9 @@ paged messages; purge and delete count and drop the paged part (and its rows); a
 fanned out to two lazy queues reaches both; persistent messages beyond the recovery window
 come back after a restart in order, with redelivered set on those delivered before; memory
 pressure (vm_memory_high_watermark_paging_ratio) pages out a default queue; priority queues
-are not paged and keep working.
+are not paged and keep working; flow control pauses a publisher (even one without
+heartbeats) while the store's writer catches up and while a queue is consumed slower than it
+is filled, and every message still arrives in order.
 """
 import os
 import sqlite3
@@ -229,7 +231,9 @@ def test_flow_control_pauses_a_publisher_while_the_store_catches_up(make_broker,
     # A 200 KB store backlog limit: persistent 20 KB messages trip it almost at once.
     b = make_broker(extra_args=["--log-level", "debug"],
                     config_text="store_backlog_limit = 200KB\n")
-    conn = pika.BlockingConnection(b.pika_params())
+    # No heartbeats: while it is paused nothing else keeps the connection's session alive
+    # (it once was dropped, and the client saw a reset).
+    conn = pika.BlockingConnection(b.pika_params(heartbeat=0))
     ch = conn.channel()
     ch.queue_declare(uniq, durable=True)
     body = b"y" * 20000
@@ -243,3 +247,41 @@ def test_flow_control_pauses_a_publisher_while_the_store_catches_up(make_broker,
     got, _ = drain(ch, uniq, n)
     assert got == list(range(n))
     conn.close()
+
+
+def test_flow_control_paces_a_publisher_to_a_slow_consumer(make_broker, uniq):
+    import threading
+    b = make_broker(extra_args=["--log-level", "debug"])
+    n = 30000
+    got = []
+    slow_until = time.monotonic() + 3.0
+
+    def consume():
+        conn = pika.BlockingConnection(b.pika_params())
+        ch = conn.channel()
+
+        def on_msg(c, m, p, body):
+            got.append(int(body[:8]))
+            if time.monotonic() < slow_until:
+                time.sleep(0.001)  # slower than the publisher for the first seconds
+
+        ch.basic_consume(uniq, on_msg, auto_ack=True)
+        deadline = time.monotonic() + 60
+        while len(got) < n and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.1)
+        conn.close()
+
+    setup = pika.BlockingConnection(b.pika_params())
+    setup.channel().queue_declare(uniq)
+    t = threading.Thread(target=consume)
+    t.start()
+    time.sleep(0.3)
+    pub = pika.BlockingConnection(b.pika_params(heartbeat=0))
+    ch = pub.channel()
+    publish_numbered(ch, uniq, n)  # 30 MB: far more than the 8 MiB flow threshold
+    t.join(timeout=90)
+    assert got == list(range(n))
+    assert "is consumed slower than it is filled" in b.log()
+    assert pub.is_open
+    pub.close()
+    setup.close()

@@ -1,6 +1,6 @@
 """TLS (AMQPS) and SASL EXTERNAL.
 
-Covers: listeners.ssl.default with ssl_options.cacertfile/certfile/keyfile serves pika and
+Covers: the management API over HTTPS (management.ssl.*); listeners.ssl.default with ssl_options.cacertfile/certfile/keyfile serves pika and
 amqplib over TLS; TLS 1.3 by default and only the configured versions with
 ssl_options.versions.N; a plain-text AMQP client on the TLS port and a TLS client on the
 plain port are closed promptly (no hang) and the broker keeps serving; ssl_options.verify =
@@ -195,3 +195,31 @@ const amqp = require('amqplib'); const fs = require('fs');
     r = subprocess.run([node, "-e", script], cwd=NODE_DIR, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "node over tls"
+
+
+def test_management_api_over_https(make_broker, certs):
+    import base64
+    import json
+    import urllib.request
+    port = free_port()
+    make_broker(config_text=("management.ssl.port = %d\n"
+                             "management.ssl.cacertfile = %s/ca.pem\n"
+                             "management.ssl.certfile = %s/server.pem\n"
+                             "management.ssl.keyfile = %s/server.key\n" % (port, certs, certs, certs)))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    req = urllib.request.Request("https://localhost:%d/api/whoami" % port)
+    req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    with urllib.request.urlopen(req, context=client_context(certs), timeout=10) as r:
+        assert r.status == 200
+        assert json.loads(r.read())["name"] == "guest"
+    # Plain HTTP on the HTTPS port gets no answer, just a close.
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /api/whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert closed_within(s, 5)
