@@ -1,6 +1,9 @@
 #include "admin/commands.h"
 
+#include <fstream>
 #include <functional>
+#include <iostream>
+#include <sstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -126,6 +129,44 @@ Json user_or_fail(Ctx& c, const std::string& user) {
 }
 
 std::string peer_of(const std::string& conn_name) { return conn_name; }
+
+// set_policy / set_operator_policy NAME PATTERN DEFINITION.
+void set_policy(Ctx& c, const std::string& path, const char* what) {
+  const std::string& name = c.arg(0, "name");
+  const std::string& pattern = c.arg(1, "pattern");
+  const std::string& text = c.arg(2, "definition");
+  c.info(std::string("Setting ") + what + " " + q(name) + " for pattern " + q(pattern) + " to " +
+         q(text) + " with priority " + q(std::to_string(c.opts.priority)) + " for vhost " +
+         q(c.opts.vhost) + " ...");
+  Json def = Json::parse(text, nullptr, false);
+  if (!def.is_object()) throw CommandError{"could not parse JSON document: " + text, kDataErr};
+  HttpResult r = c.call("PUT", path + c.vhost_seg() + "/" + encode_segment(name),
+                        {{"pattern", pattern}, {"definition", def},
+                         {"priority", c.opts.priority}, {"apply-to", c.opts.apply_to}});
+  if (r.status == 404) throw CommandError{"Virtual host " + q(c.opts.vhost) + " does not exist", kUnavailable};
+  if (r.status == 400) throw CommandError{reason_of(r), kUnavailable};
+  c.ok_or_fail(r);
+}
+
+void clear_policy(Ctx& c, const std::string& path, const char* what) {
+  const std::string& name = c.arg(0, "name");
+  c.info(std::string("Clearing ") + what + " " + q(name) + " on vhost " + q(c.opts.vhost) + " ...");
+  HttpResult r = c.call("DELETE", path + c.vhost_seg() + "/" + encode_segment(name));
+  if (r.status == 404) throw CommandError{"Parameter does not exist", kUnavailable};
+  c.ok_or_fail(r);
+}
+
+// rabbitmqctl's columns; the definition as compact JSON.
+void list_policies(Ctx& c, const std::string& path, const char* heading) {
+  c.info(std::string("Listing ") + heading + " for vhost " + q(c.opts.vhost) + " ...");
+  std::vector<Json> rows;
+  for (const auto& p : c.get(path + c.vhost_seg())) {
+    Json row = p;
+    if (!c.opts.json) row["definition"] = p["definition"].dump();
+    rows.push_back(row);
+  }
+  print_table(c, {"vhost", "name", "pattern", "apply-to", "definition", "priority"}, rows);
+}
 
 using Handler = std::function<void(Ctx&)>;
 
@@ -403,6 +444,50 @@ const std::map<std::string, Handler>& handlers() {
          if (r.status == 404) throw CommandError{"Queue not found", kUsage};
          c.ok_or_fail(r);
          c.out << "Queue was successfully deleted with " << qj.value("messages", 0) << " messages\n";
+       }},
+      {"set_policy", [](Ctx& c) { set_policy(c, "/policies/", "policy"); }},
+      {"clear_policy", [](Ctx& c) { clear_policy(c, "/policies/", "policy"); }},
+      {"list_policies", [](Ctx& c) { list_policies(c, "/policies/", "policies"); }},
+      {"set_operator_policy",
+       [](Ctx& c) { set_policy(c, "/operator-policies/", "operator policy"); }},
+      {"clear_operator_policy",
+       [](Ctx& c) { clear_policy(c, "/operator-policies/", "operator policy"); }},
+      {"list_operator_policies",
+       [](Ctx& c) { list_policies(c, "/operator-policies/", "operator policy overrides"); }},
+      {"export_definitions",
+       [](Ctx& c) {
+         const std::string& path = c.arg(0, "file path");
+         if (path != "-") c.info("Exporting definitions in JSON to a file at " + q(path) + " ...");
+         Json defs = c.get("/definitions");
+         if (path == "-") {
+           c.out << defs.dump() << "\n";
+           return;
+         }
+         std::ofstream f(path, std::ios::binary | std::ios::trunc);
+         if (!(f << defs.dump(2) << "\n") || !f.flush()) {
+           throw CommandError{"No permissions to write to file " + path + " or its parent directory",
+                              kDataErr};
+         }
+       }},
+      {"import_definitions",
+       [](Ctx& c) {
+         const std::string& path = c.arg(0, "file path");
+         std::stringstream text;
+         if (path == "-") {
+           text << std::cin.rdbuf();
+         } else {
+           std::ifstream f(path, std::ios::binary);
+           if (!f) throw CommandError{"Bad argument: File " + path + " does not exist", kDataErr};
+           text << f.rdbuf();
+           c.info("Importing definitions in JSON from a file at " + q(path) + " ...");
+         }
+         Json defs = Json::parse(text.str(), nullptr, false);
+         if (!defs.is_object()) throw CommandError{"could not parse JSON document", kDataErr};
+         HttpResult r = c.call("POST", "/definitions", defs);
+         if (r.status == 400) throw CommandError{reason_of(r), kDataErr};
+         c.ok_or_fail(r);
+         c.info("Successfully started definition import. This process is asynchronous and can "
+                "take some time.");
        }},
       {"status",
        [](Ctx& c) {

@@ -17,6 +17,8 @@ struct Options {
   bool if_empty = false;
   bool if_unused = false;
   std::string description;
+  int priority = 0;              // set_policy
+  std::string apply_to = "all";  // set_policy: queues, exchanges or all
 };
 
 // A failure: one line for stderr and rabbitmqctl's exit code.

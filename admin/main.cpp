@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
       ("description", po::value<std::string>(), "add_vhost: description")
       ("if-empty", po::bool_switch(), "delete_queue: only when empty")
       ("if-unused", po::bool_switch(), "delete_queue: only when unused")
+      ("priority", po::value<int>()->default_value(0), "set_policy: priority")
+      ("apply-to", po::value<std::string>()->default_value("all"),
+       "set_policy: queues, exchanges or all")
       ("command", po::value<std::vector<std::string>>(), "command and arguments");
   po::positional_options_description pos;
   pos.add("command", -1);
@@ -76,6 +79,8 @@ int main(int argc, char** argv) {
   opts.json = vm["formatter"].as<std::string>() == "json";
   opts.if_empty = vm["if-empty"].as<bool>();
   opts.if_unused = vm["if-unused"].as<bool>();
+  opts.priority = vm["priority"].as<int>();
+  opts.apply_to = vm["apply-to"].as<std::string>();
   if (vm.count("description")) opts.description = vm["description"].as<std::string>();
 
   uint16_t port = 15672;

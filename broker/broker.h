@@ -118,6 +118,10 @@ class Broker {
   bool clear_vhost_limit(const std::string& vhost, const std::string& name);
   // The limit when set and not negative.
   std::optional<int64_t> vhost_limit(std::string_view vhost, std::string_view name) const;
+  // Policies and operator policies of a vhost (which must exist): set (true when new) or
+  // clear, persisted and applied at once to the vhost's queues and exchanges.
+  bool set_policy(const std::string& vhost, Policy p, bool operator_policy);
+  bool clear_policy(const std::string& vhost, const std::string& name, bool operator_policy);
   // Whether `user` may `access` the resource named `name` in `vhost` (RabbitMQ's
   // configure/write/read regexes; no permission in the vhost means no access).
   bool permitted(std::string_view user, std::string_view vhost, auth::Access access,

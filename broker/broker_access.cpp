@@ -143,6 +143,30 @@ std::optional<int64_t> Broker::vhost_limit(std::string_view vhost, std::string_v
   return it->second;
 }
 
+bool Broker::set_policy(const std::string& vhost, Policy p, bool operator_policy) {
+  VHost* v = find_vhost(vhost);
+  if (!v) return false;
+  const bool created = !v->policies(operator_policy).count(p.name);
+  persist([&](persistence::Store& s) {
+    s.put_policy(persistence::StoredPolicy{vhost, p.name, operator_policy, p.pattern, p.apply_to,
+                                           p.definition_json, p.priority});
+  });
+  WLOG_INFO("{} '{}' set in vhost '{}'", operator_policy ? "operator policy" : "policy", p.name,
+            vhost);
+  v->set_policy(std::move(p), operator_policy);
+  return created;
+}
+
+bool Broker::clear_policy(const std::string& vhost, const std::string& name,
+                          bool operator_policy) {
+  VHost* v = find_vhost(vhost);
+  if (!v || !v->clear_policy(name, operator_policy)) return false;
+  persist([&](persistence::Store& s) { s.delete_policy(vhost, name, operator_policy); });
+  WLOG_INFO("{} '{}' cleared in vhost '{}'", operator_policy ? "operator policy" : "policy", name,
+            vhost);
+  return true;
+}
+
 bool Broker::permitted(std::string_view user, std::string_view vhost, auth::Access access,
                        std::string_view name) const {
   const auth::Permission* p = users_.permission(user, vhost);
@@ -197,6 +221,19 @@ void Broker::recover_access(const persistence::RecoveredAccess& a) {
     users_.set_topic_permission(t.user, t.vhost, t.exchange, auth::TopicPermission{t.write, t.read});
   }
   for (const auto& l : a.vhost_limits) vhost_info_[l.vhost].limits[l.name] = l.value;
+  // Before the queues and exchanges are recovered, so each gets its policy as it is added.
+  for (const auto& sp : a.policies) {
+    VHost* v = find_vhost(sp.vhost);
+    std::string error;
+    auto p = Policy::make(sp.name, sp.pattern, sp.apply_to, static_cast<int>(sp.priority),
+                          sp.definition, error);
+    if (!v || !p) {
+      WLOG_WARN("stored policy '{}' in vhost '{}' ignored: {}", sp.name, sp.vhost,
+                p ? "no such vhost" : error);
+      continue;
+    }
+    v->set_policy(std::move(*p), sp.operator_policy);
+  }
 }
 
 void Broker::set_store(persistence::Store* store) {

@@ -12,6 +12,7 @@
 #include "broker/server.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "management/api.h"
 #include "management/http_server.h"
 #include "persistence/store.h"
 
@@ -99,6 +100,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   broker.set_store(store.get());
+  if (!cfg.load_definitions.empty()) {
+    std::string error;
+    if (!management::load_definitions_file(broker, cfg.load_definitions, error)) {
+      WLOG_ERROR("cannot load definitions from {}: {}", cfg.load_definitions, error);
+      return 1;
+    }
+    WLOG_INFO("definitions imported from {}", cfg.load_definitions);
+  }
   broker.start_tick();
   broker::Server server(io, broker);
   try {
@@ -152,6 +161,17 @@ int main(int argc, char** argv) {
     http.write_local_credentials(cfg.data_dir);
     WLOG_INFO("management API listening on http://{}:{}/api/", cfg.bind_address, http.port());
   }
+  management::HttpServer prometheus(io, broker, nullptr, true);
+  if (cfg.prometheus_port != 0) {
+    try {
+      prometheus.listen(cfg.bind_address, cfg.prometheus_port);
+    } catch (const std::exception& e) {
+      WLOG_ERROR("cannot listen for Prometheus on {}:{}: {}", cfg.bind_address,
+                 cfg.prometheus_port, e.what());
+      return 1;
+    }
+    WLOG_INFO("Prometheus metrics on http://{}:{}/metrics", cfg.bind_address, prometheus.port());
+  }
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   boost::asio::steady_timer stop_timer(io);
@@ -161,6 +181,7 @@ int main(int argc, char** argv) {
     server.stop();
     if (amqps_server) amqps_server->stop();
     http.stop();
+    prometheus.stop();
     if (https) https->stop();
     broker.close_all_connections("broker forced connection closure with reason 'shutdown'");
     // Give clients a moment to answer close-ok, then stop regardless.

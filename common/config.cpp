@@ -143,6 +143,8 @@ bool Config::apply(const std::string& key, const std::string& value) {
     default_pass = value;
   } else if (key == "default_vhost") {
     default_vhost = value;
+  } else if (key == "load_definitions" || key == "management.load_definitions") {
+    load_definitions = value;
   } else if (key == "loopback_users") {
     if (value != "none") throw ConfigError("invalid value '" + value + "' for loopback_users");
     loopback_users.clear();
@@ -178,6 +180,8 @@ bool Config::apply(const std::string& key, const std::string& value) {
     disk_free_limit_absolute = parse_bytes(key, value);
   } else if (key == "management.tcp.port") {
     http_port = parse_uint<uint16_t>(key, value, 65535);
+  } else if (key == "prometheus.tcp.port") {
+    prometheus_port = parse_uint<uint16_t>(key, value, 65535);
   } else if (key == "log.level" || key == "log.console.level") {
     static const char* kLevels[] = {"debug", "info", "warning", "error", "critical", "none"};
     bool ok = false;

@@ -38,6 +38,8 @@ struct Config {
   TlsOptions ssl;
   // HTTPS for the management listener (management.ssl.*); 0 = off.
   uint16_t https_port = 0;
+  // prometheus.tcp.port: a listener serving only /metrics (RabbitMQ's 15692); 0 = off.
+  uint16_t prometheus_port = 0;
   TlsOptions management_ssl;
   // SASL mechanisms offered, in order (auth_mechanisms.N); EXTERNAL only on TLS connections
   // with a client certificate.
@@ -57,6 +59,9 @@ struct Config {
   std::string default_vhost = "/";
   std::vector<std::string> loopback_users = {"guest"};
   std::string log_level = "info";
+  // A definitions file (RabbitMQ's JSON) imported at every start; "" = none.
+  // rabbitmq.conf's load_definitions (and the older management.load_definitions).
+  std::string load_definitions;
   // Resource alarms (RabbitMQ's names). Memory: a fraction of RAM, or an absolute byte
   // count when set; disk: free bytes under the data directory below which publishers block.
   double vm_memory_high_watermark_relative = 0.6;

@@ -20,6 +20,7 @@ namespace warren::broker {
 class Broker;
 class Connection;
 class Channel;
+struct Policy;
 }  // namespace warren::broker
 
 namespace warren::management {
@@ -40,6 +41,7 @@ struct Request {
 struct Response {
   unsigned status = 200;
   std::string body;  // JSON text, or empty
+  std::string content_type = "application/json";
 };
 
 struct Context {
@@ -98,6 +100,24 @@ Response handle_bindings(Context& c, const Request& r);
 Response handle_connections(Context& c, const Request& r);
 Response handle_channels(Context& c, const Request& r);
 Response handle_consumers(Context& c, const Request& r);
+Response handle_policies(Context& c, const Request& r);
+Response handle_operator_policies(Context& c, const Request& r);
+Response handle_definitions(Context& c, const Request& r);
+Response handle_aliveness(Context& c, const Request& r);
+Response handle_health(Context& c, const Request& r);
+// GET /metrics (per_object = false) and /metrics/per-object: Prometheus text, no auth.
+Response handle_metrics(broker::Broker& b, bool per_object);
+
+// A policy as RabbitMQ lists it, and one built from RabbitMQ's PUT body (or a definitions
+// file entry): nullopt with RabbitMQ's 400 in `err` when it is invalid.
+Json policy_json(const std::string& vhost, const broker::Policy& p);
+std::optional<broker::Policy> policy_from_json(const std::string& name, const Json& body,
+                                               Response& err, bool operator_policy = false);
+
+// Imports a definitions file, or each .json file of a directory (rabbitmq.conf's
+// load_definitions), as an administrator would through POST /api/definitions; false with a
+// one-line reason in `error`.
+bool load_definitions_file(broker::Broker& broker, const std::string& path, std::string& error);
 
 // JSON of one connection / channel (shared by connections, channels and consumers).
 Json connection_json(broker::Connection& conn);

@@ -109,7 +109,13 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
     r.body = std::move(req.body());
     if (auto it = req.find("x-reason"); it != req.end()) r.reason_header = std::string(it->value());
     Response resp;
-    if (!parse_target(std::string_view(req.target().data(), req.target().size()), r)) {
+    std::string_view target(req.target().data(), req.target().size());
+    const std::string_view metrics_path = target.substr(0, target.find('?'));
+    if (metrics_path == "/metrics" || metrics_path == "/metrics/per-object") {
+      resp = r.method == Method::kGet || r.method == Method::kHead
+                 ? handle_metrics(broker_, metrics_path != "/metrics")
+                 : method_not_allowed();
+    } else if (server_.metrics_only() || !parse_target(target, r)) {
       resp = not_found();
     } else {
       std::string_view authz;
@@ -141,7 +147,7 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(resp.status), 11);
     res->set(http::field::server, "Warren");
-    if (!resp.body.empty()) res->set(http::field::content_type, "application/json");
+    if (!resp.body.empty()) res->set(http::field::content_type, resp.content_type);
     if (resp.status == 401) {
       res->set(http::field::www_authenticate, "Basic realm=\"RabbitMQ Management\"");
     }
@@ -167,8 +173,9 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
   bool keep_alive_ = true;
 };
 
-HttpServer::HttpServer(asio::io_context& io, broker::Broker& broker, asio::ssl::context* tls)
-    : tls_(tls), io_(io), broker_(broker), acceptor_(io) {}
+HttpServer::HttpServer(asio::io_context& io, broker::Broker& broker, asio::ssl::context* tls,
+                       bool metrics_only)
+    : tls_(tls), io_(io), broker_(broker), acceptor_(io), metrics_only_(metrics_only) {}
 
 HttpServer::~HttpServer() {
   *alive_ = false;

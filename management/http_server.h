@@ -33,8 +33,10 @@ class HttpServer {
   static constexpr size_t kMaxBody = 20'000'000;  // RabbitMQ's management.http.max_body_size
 
   // `tls`: null for HTTP; else the context of every session (it must outlive the server).
+  // metrics_only: the Prometheus listener (prometheus.tcp.port), which serves /metrics alone.
   HttpServer(boost::asio::io_context& io, broker::Broker& broker,
-             boost::asio::ssl::context* tls = nullptr);
+             boost::asio::ssl::context* tls = nullptr, bool metrics_only = false);
+  bool metrics_only() const { return metrics_only_; }
   ~HttpServer();
   // Binds and listens; throws boost::system::system_error on failure.
   void listen(const std::string& address, uint16_t port);
@@ -57,6 +59,7 @@ class HttpServer {
   boost::asio::ip::tcp::acceptor acceptor_;
   std::set<HttpSession*> sessions_;
   std::string local_token_;
+  bool metrics_only_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -27,7 +27,25 @@ Json queue_json(broker::VHost& v, broker::Queue& q) {
   j["message_bytes"] = q.ready_bytes();
   j["message_bytes_ready"] = q.ready_bytes();
   j["exclusive_consumer_tag"] = nullptr;
-  j["policy"] = nullptr;
+  // RabbitMQ's: the policy and operator policy names (null when none) and the definition
+  // in effect, where the operator policy's limits cap the policy's.
+  const broker::Policy* pol = v.effective_policy(q.name(), true);
+  const broker::Policy* op = v.effective_policy(q.name(), true, true);
+  j["policy"] = pol ? Json(pol->name) : Json();
+  j["operator_policy"] = op ? Json(op->name) : Json();
+  Json eff = pol ? policy_json(v.name(), *pol)["definition"] : Json::object();
+  if (op) {
+    const Json op_def = policy_json(v.name(), *op)["definition"];
+    for (const auto& [k, val] : op_def.items()) {
+      auto it = eff.find(k);
+      if (it == eff.end()) {
+        eff[k] = val;
+      } else if (it->is_number() && val.is_number() && val < *it) {
+        *it = val;
+      }
+    }
+  }
+  j["effective_policy_definition"] = eff;
   if (q.owner()) {
     j["owner_pid_details"] = {{"name", q.owner()->name()},
                               {"peer_host", q.owner()->peer().substr(0, q.owner()->peer().rfind(':'))}};

@@ -165,6 +165,11 @@ Response route(broker::Broker& broker, const Request& r, std::string_view author
   if (what == "connections") return handle_connections(c, r);
   if (what == "channels") return handle_channels(c, r);
   if (what == "consumers") return handle_consumers(c, r);
+  if (what == "policies") return handle_policies(c, r);
+  if (what == "operator-policies") return handle_operator_policies(c, r);
+  if (what == "definitions") return handle_definitions(c, r);
+  if (what == "aliveness-test") return handle_aliveness(c, r);
+  if (what == "health") return handle_health(c, r);
   return not_found();
 }
 

@@ -26,7 +26,7 @@
 namespace warren::persistence {
 namespace {
 
-constexpr int64_t kSchemaVersion = 4;
+constexpr int64_t kSchemaVersion = 5;
 constexpr std::string_view kApplication = "warren";
 // Set before the first table (SQLite cannot change it once the file is WAL). Larger than the
 // 4 KiB default so most 1-4 KiB messages fit in their leaf page without overflow chains.
@@ -146,6 +146,19 @@ CREATE TABLE vhost_limits (
   name TEXT NOT NULL,
   value INTEGER NOT NULL,
   PRIMARY KEY (vhost, name)
+);
+)sql"},
+    // 5: policies and operator policies (operator = 1), per vhost.
+    {5, R"sql(
+CREATE TABLE policies (
+  vhost TEXT NOT NULL,
+  name TEXT NOT NULL,
+  operator INTEGER NOT NULL,
+  pattern TEXT NOT NULL,
+  apply_to TEXT NOT NULL,
+  definition TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  PRIMARY KEY (vhost, operator, name)
 );
 )sql"},
 };

@@ -134,6 +134,17 @@ struct StoredVhostLimit {
   int64_t value = 0;
 };
 
+// A policy or operator policy (schema v5): RabbitMQ's fields, the definition as JSON text.
+struct StoredPolicy {
+  std::string vhost;
+  std::string name;
+  bool operator_policy = false;
+  std::string pattern;
+  std::string apply_to;
+  std::string definition;
+  int64_t priority = 0;
+};
+
 struct RecoveredAccess {
   // False on a data directory whose access data was never written (a new one, or one from
   // before schema v4): the broker then creates the default user and vhost.
@@ -143,6 +154,7 @@ struct RecoveredAccess {
   std::vector<StoredPermission> permissions;
   std::vector<StoredTopicPermission> topic_permissions;
   std::vector<StoredVhostLimit> vhost_limits;
+  std::vector<StoredPolicy> policies;
 };
 
 // One statement of a batch of generic writes (used for the access-control tables, whose
@@ -234,6 +246,8 @@ class Store {
                                 const std::string& exchange);
   void put_vhost_limit(const StoredVhostLimit& l);
   void delete_vhost_limit(const std::string& vhost, const std::string& name);
+  void put_policy(const StoredPolicy& p);
+  void delete_policy(const std::string& vhost, const std::string& name, bool operator_policy);
   // Records that the access data has been written once (see RecoveredAccess::initialized).
   void mark_access_initialized();
 

@@ -1,7 +1,7 @@
 // Store (persistence/store.h): the access-control tables of schema v4 — users, vhosts,
-// permissions, topic permissions, vhost limits. Their writes are rare (operator actions), so
-// they go through the generic SqlStep op rather than statements of their own; each call is
-// one op, so its statements commit together.
+// permissions, topic permissions, vhost limits — and the policies of v5. Their writes are
+// rare (operator actions), so they go through the generic SqlStep op rather than statements
+// of their own; each call is one op, so its statements commit together.
 #include <cstdlib>
 
 #include "persistence/store.h"
@@ -39,6 +39,7 @@ void Store::delete_vhost(const std::string& name) {
                  {"DELETE FROM permissions WHERE vhost = ?1", {name}},
                  {"DELETE FROM topic_permissions WHERE vhost = ?1", {name}},
                  {"DELETE FROM vhost_limits WHERE vhost = ?1", {name}},
+                 {"DELETE FROM policies WHERE vhost = ?1", {name}},
                  {"DELETE FROM vhosts WHERE name = ?1", {name}}});
 }
 
@@ -82,6 +83,21 @@ void Store::delete_vhost_limit(const std::string& vhost, const std::string& name
   enqueue_steps({{"DELETE FROM vhost_limits WHERE vhost = ?1 AND name = ?2", {vhost, name}}});
 }
 
+void Store::put_policy(const StoredPolicy& p) {
+  enqueue_steps({{"INSERT INTO policies (vhost, name, operator, pattern, apply_to, definition, "
+                  "priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (vhost, operator, "
+                  "name) DO UPDATE SET pattern = excluded.pattern, apply_to = excluded.apply_to, "
+                  "definition = excluded.definition, priority = excluded.priority",
+                  {p.vhost, p.name, int64_t{p.operator_policy ? 1 : 0}, p.pattern, p.apply_to,
+                   p.definition, p.priority}}});
+}
+
+void Store::delete_policy(const std::string& vhost, const std::string& name,
+                          bool operator_policy) {
+  enqueue_steps({{"DELETE FROM policies WHERE vhost = ?1 AND operator = ?2 AND name = ?3",
+                  {vhost, int64_t{operator_policy ? 1 : 0}, name}}});
+}
+
 void Store::mark_access_initialized() {
   enqueue_steps({{"INSERT OR REPLACE INTO meta (key, value) VALUES ('access_initialized', 1)",
                   {}}});
@@ -108,6 +124,11 @@ RecoveredAccess Store::recover_access() {
   }
   for (auto& r : query_rows("SELECT vhost, name, value FROM vhost_limits ORDER BY rowid")) {
     a.vhost_limits.push_back(StoredVhostLimit{r[0], r[1], std::strtoll(r[2].c_str(), nullptr, 10)});
+  }
+  for (auto& r : query_rows("SELECT vhost, name, operator, pattern, apply_to, definition, "
+                            "priority FROM policies ORDER BY rowid")) {
+    a.policies.push_back(StoredPolicy{r[0], r[1], r[2] == "1", r[3], r[4], r[5],
+                                      std::strtoll(r[6].c_str(), nullptr, 10)});
   }
   return a;
 }

@@ -1,6 +1,6 @@
 // persistence::Store (persistence/store.h) on a temporary data directory.
 // Concerns covered:
-//  - open() creates DATA_DIR/warren.db with meta application='warren', schema_version=4,
+//  - open() creates DATA_DIR/warren.db with meta application='warren', schema_version=5,
 //    WAL and the larger page size; reopening works and recovers nothing from an empty store;
 //  - open() refuses, with a StoreError and never a crash: a SQLite file without Warren's meta
 //    (or with another application's), random bytes, a text file, a newer schema_version;
@@ -179,7 +179,7 @@ TEST_CASE("a new data directory gets a Warren database with schema version 1") {
   {
     Db raw(db);
     CHECK(raw.text("SELECT value FROM meta WHERE key='application'") == "warren");
-    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "4");
+    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "5");
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
     CHECK(raw.text("PRAGMA page_size") == "8192");
   }
@@ -220,10 +220,10 @@ TEST_CASE("open refuses a newer schema version") {
   { reopen(dir); }
   {
     Db raw(dir.db());
-    raw.exec("UPDATE meta SET value = 5 WHERE key = 'schema_version'");
+    raw.exec("UPDATE meta SET value = 6 WHERE key = 'schema_version'");
   }
   const std::string err = open_error(dir);
-  CHECK(err.find("schema version 5") != std::string::npos);
+  CHECK(err.find("schema version 6") != std::string::npos);
   CHECK(err.find("newer") != std::string::npos);
 }
 
@@ -583,7 +583,7 @@ TEST_CASE("a version 1 database is migrated to the current version and keeps its
     raw.exec("ALTER TABLE entries DROP COLUMN transient");
     raw.exec("ALTER TABLE entries DROP COLUMN expires_unix_ms");
     raw.exec("DROP TABLE users; DROP TABLE vhosts; DROP TABLE permissions; "
-             "DROP TABLE topic_permissions; DROP TABLE vhost_limits");
+             "DROP TABLE topic_permissions; DROP TABLE vhost_limits; DROP TABLE policies");
     raw.exec("UPDATE meta SET value = 1 WHERE key = 'schema_version'");
   }
   {
@@ -598,7 +598,7 @@ TEST_CASE("a version 1 database is migrated to the current version and keeps its
   }
   {
     Db raw(dir.db());
-    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "4");
+    CHECK(raw.text("SELECT value FROM meta WHERE key='schema_version'") == "5");
   }
   Inbox inbox;
   auto s = Store::open(dir.path.string(), inbox.poster());
@@ -808,7 +808,7 @@ TEST_CASE("nested groups hand their operations over once, at the outer end") {
   CHECK(raw.text("SELECT count(*) FROM entries") == "1");
 }
 
-TEST_CASE("access data round trip: users, vhosts, permissions, topic permissions, limits") {
+TEST_CASE("access data round trip: users, vhosts, permissions, topic permissions, limits, policies") {
   TempDir dir;
   {
     Inbox inbox;
@@ -826,6 +826,12 @@ TEST_CASE("access data round trip: users, vhosts, permissions, topic permissions
     s->put_vhost_limit(StoredVhostLimit{"v", "max-queues", 3});
     s->put_vhost_limit(StoredVhostLimit{"w", "max-queues", 9});
     s->put_queue(StoredQueue{"w", "wq", false, std::string("\x00\x00\x00\x00", 4)});
+    s->put_policy(StoredPolicy{"v", "p", false, "^a", "queues", R"({"max-length":1})", 1});
+    s->put_policy(StoredPolicy{"v", "p", false, "^b", "all", R"({"max-length":2})", 3});  // upsert
+    s->put_policy(StoredPolicy{"v", "p", true, "^o", "queues", R"({"max-length":5})", 0});
+    s->put_policy(StoredPolicy{"v", "gone", false, ".*", "all", R"({"expires":9})", 0});
+    s->delete_policy("v", "gone", false);
+    s->put_policy(StoredPolicy{"w", "wp", false, ".*", "all", R"({"expires":9})", 0});
     s->delete_user("gone");
     s->delete_vhost("w");
     s->mark_access_initialized();
@@ -848,5 +854,11 @@ TEST_CASE("access data round trip: users, vhosts, permissions, topic permissions
   CHECK(a.topic_permissions[0].read == "^b");
   REQUIRE(a.vhost_limits.size() == 1);
   CHECK(a.vhost_limits[0].value == 3);
+  REQUIRE(a.policies.size() == 2);
+  CHECK(a.policies[0].pattern == "^b");
+  CHECK(a.policies[0].priority == 3);
+  CHECK_FALSE(a.policies[0].operator_policy);
+  CHECK(a.policies[1].operator_policy);
+  CHECK(a.policies[1].definition == R"({"max-length":5})");
   CHECK(r.queues.empty());  // the deleted vhost's queue went with it
 }
