@@ -40,7 +40,10 @@ std::optional<Policy> Policy::make(std::string name, std::string pattern, std::s
     error = "the policy definition is empty";
     return std::nullopt;
   }
-  for (const auto& [key, v] : def.items()) {
+  for (auto it = def.begin(); it != def.end(); ++it) {
+    // Named copies, not structured bindings: lambdas below use them (clang 14 refuses).
+    const std::string key = it.key();
+    const json& v = it.value();
     auto need = [&](bool ok, const char* what) {
       if (!ok) error = key + " must be " + what;
       return ok;
