@@ -12,9 +12,15 @@ struct Compiled {
   std::regex re;
 };
 
+// Looks up by string_view (no key string built per lookup).
+struct ViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
 const Compiled& compile(std::string_view pattern) {
-  thread_local std::unordered_map<std::string, Compiled> cache;
-  auto it = cache.find(std::string(pattern));
+  thread_local std::unordered_map<std::string, Compiled, ViewHash, std::equal_to<>> cache;
+  auto it = cache.find(pattern);
   if (it != cache.end()) return it->second;
   if (cache.size() > 4096) cache.clear();  // bounded: patterns come from operators
   Compiled c;

@@ -190,17 +190,8 @@ void Broker::recover(persistence::Recovered r) {
   }
   std::map<uint64_t, MessagePtr> messages;
   for (auto& [id, sm] : r.messages) {
-    MessagePtr m(new Message);
-    m->exchange = std::move(sm.exchange);
-    m->routing_key = std::move(sm.routing_key);
-    m->properties = std::move(sm.properties);
-    m->body_storage = std::move(sm.body);
-    try {
-      m->summary = amqp::summarize_properties(m->properties);
-    } catch (const amqp::DecodeError&) {
-    }
-    m->store_id = id;
-    messages.emplace(id, std::move(m));
+    messages.emplace(id, Message::rebuild(std::move(sm.exchange), std::move(sm.routing_key),
+                                          std::move(sm.properties), std::move(sm.body), id));
   }
   for (const auto& q : r.queues) {
     VHost& v = add_vhost(q.vhost);

@@ -1136,23 +1136,29 @@ void Channel::settle_one(Unacked& u, SettleKind kind, bool requeue) {
 }
 
 void Channel::settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue, bool check) {
-  std::vector<Queue*> touched;
-  if (multiple) {
+  if (!multiple) {
+    // The common case, one ack: no list of touched queues to build.
+    auto it = unacked_or_throw(tag);
+    settle_one(*it, kind, requeue);
+    QueuePtr q = it->queue;  // trim_unacked() may drop the entry holding it
+    trim_unacked();
+    q->dispatch();  // credit came back (and a requeued message waits)
+  } else {
     if (check && tag != 0) unacked_or_throw(tag);  // RabbitMQ refuses an unknown tag
+    // The member's capacity is reused; swapped out in case a dispatch settles again.
+    std::vector<Queue*> touched;
+    touched.swap(settle_scratch_);
     for (auto& u : unacked_) {
       if (tag != 0 && u.tag > tag) break;
       if (u.settled) continue;
       settle_one(u, kind, requeue);
       touched.push_back(u.queue.get());
     }
-  } else {
-    auto it = unacked_or_throw(tag);
-    settle_one(*it, kind, requeue);
-    touched.push_back(it->queue.get());
+    trim_unacked();
+    dispatch_each(touched);
+    touched.clear();
+    settle_scratch_.swap(touched);
   }
-  trim_unacked();
-  // Credit came back (and requeued messages wait): let the queues deliver again.
-  dispatch_each(touched);
   if (channel_prefetch_ != 0) kick_consumers();
 }
 
@@ -1161,11 +1167,14 @@ void Channel::trim_unacked() {
 }
 
 void Channel::kick_consumers() {
+  // Runs on every ack under a channel-wide prefetch: the member's capacity is reused.
   std::vector<ConsumerPtr> cs;
-  cs.reserve(consumers_.size());
+  cs.swap(kick_scratch_);
   for (const auto& [tag, c] : consumers_) cs.push_back(c);
   for (auto& c : cs)
     if (!c->cancelled) c->queue->dispatch();
+  cs.clear();
+  kick_scratch_.swap(cs);
 }
 
 void Channel::on_basic_recover(bool requeue) {

@@ -185,6 +185,8 @@ class Channel {
   std::vector<TxSettle> tx_settles_;
 
   std::vector<Queue*> route_scratch_;
+  std::vector<Queue*> settle_scratch_;
+  std::vector<ConsumerPtr> kick_scratch_;
 
   struct PendingReply {
     std::string frame;

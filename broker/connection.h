@@ -9,6 +9,7 @@
 #include <boost/smart_ptr/intrusive_ptr.hpp>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -112,6 +113,10 @@ class Connection {
   struct PermissionCache {
     uint64_t generation = ~uint64_t{0};
     std::unordered_map<std::string, bool> decisions;
+    // Topic permission patterns with {username}/{vhost} expanded, by access and exchange;
+    // nullopt: no topic permission for that exchange (everything allowed).
+    std::unordered_map<std::string, std::optional<std::string>> topic_patterns;
+    std::string key;  // the lookup key, rebuilt in place: no allocation per check once warm
   };
   PermissionCache& permission_cache() { return permission_cache_; }
 

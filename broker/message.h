@@ -32,6 +32,23 @@ struct Message : boost::intrusive_ref_counter<Message, boost::thread_unsafe_coun
   // non-durable queue); 0 = never paged. Separate from store_id: that row is durable state.
   uint64_t swap_id = 0;
 
+  // A message read back from the store (recovery, paging, delayed messages).
+  static MessagePtr rebuild(std::string exchange, std::string routing_key, std::string properties,
+                            std::string body, uint64_t store_id = 0) {
+    MessagePtr m(new Message);
+    m->exchange = std::move(exchange);
+    m->routing_key = std::move(routing_key);
+    m->properties = std::move(properties);
+    m->body_storage = std::move(body);
+    m->store_id = store_id;
+    try {
+      m->summary = amqp::summarize_properties(m->properties);
+    } catch (const amqp::DecodeError&) {
+      // Stored as published; a property table RabbitMQ would refuse never got this far.
+    }
+    return m;
+  }
+
   std::string_view body() const {
     return body_owner ? body_owner->body() : std::string_view(body_storage);
   }

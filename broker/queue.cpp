@@ -22,13 +22,18 @@ constexpr uint64_t kLoadBytes = 4u << 20;
 constexpr size_t kLoadLowWater = kLoadCount / 2;
 // What a queue keeps in memory under memory pressure.
 constexpr uint64_t kPressureKeepBytes = 1u << 20;
+}  // namespace
 
-int64_t unix_now_ms() {
+int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-}  // namespace
+
+int64_t steady_to_unix_ms(int64_t steady_ms) { return steady_ms - now_ms() + unix_ms(); }
+
+// Never 0, which means "no deadline" in a QueueEntry.
+int64_t unix_to_steady_ms(int64_t unix) { return std::max<int64_t>(1, unix - unix_ms() + now_ms()); }
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -90,7 +95,8 @@ Queue::Queue(VHost& vhost, uint32_t id, std::string name, bool durable, bool exc
       arguments_(std::move(arguments)),
       settings_(QueueSettings::from_arguments(arguments_)),
       owner_(owner),
-      ready_(settings_.max_priority + 1u) {
+      ready_(settings_.max_priority + 1u),
+      store_key_(persistence::make_queue_ref(vhost.name(), name_)) {
   memory_limit_ = settings_.lazy ? 0 : vhost.broker().config().queue_memory_limit;
   if (settings_.expires) {
     touch();
@@ -174,9 +180,8 @@ void Queue::page_out(QueueEntry& e) {
     if (m.swap_id == 0) m.swap_id = b.next_message_id();
     store.put_message(m.swap_id, m.exchange, m.routing_key, m.properties, m.body());
     b.hold_until_committed(e.message);
-    int64_t expires_unix = 0;
-    if (e.expires_at) expires_unix = e.expires_at - now_ms() + unix_now_ms();
-    store.add_entry(vhost_->name(), name_,
+    const int64_t expires_unix = e.expires_at ? steady_to_unix_ms(e.expires_at) : 0;
+    store.add_entry(store_key_,
                     persistence::StoredEntry{m.swap_id, e.seq, e.redelivered, true, expires_unix});
   }
   if (paged_count_ == 0 || e.seq < paged_from_seq_) paged_from_seq_ = e.seq;
@@ -191,9 +196,7 @@ uint64_t Queue::page_out_to(uint64_t keep_bytes) {
   while (memory_bytes() > keep_bytes && !bucket.empty() && bucket.back().seq > max_handed_seq_) {
     QueueEntry e = std::move(bucket.back());
     bucket.pop_back();
-    --ready_count_;
-    ready_bytes_ -= e.message->body_size();
-    if (e.expires_at) --entries_with_expiry_;
+    uncount(e);
     paged += e.message->body_size();
     page_out(e);
   }
@@ -242,25 +245,16 @@ void Queue::loaded(std::vector<persistence::LoadedEntry> entries) {
     paged_bytes_ = 0;
     return;
   }
-  const int64_t steady_minus_unix = now_ms() - unix_now_ms();
   for (auto& le : entries) {
-    MessagePtr m(new Message);
-    m->exchange = std::move(le.message.exchange);
-    m->routing_key = std::move(le.message.routing_key);
-    m->properties = std::move(le.message.properties);
-    m->body_storage = std::move(le.message.body);
-    try {
-      m->summary = amqp::summarize_properties(m->properties);
-    } catch (const amqp::DecodeError&) {
-    }
     // A durable entry stays durable; a swap entry was deleted by the read.
-    if (!le.entry.transient) m->store_id = le.entry.message_id;
+    MessagePtr m = Message::rebuild(std::move(le.message.exchange),
+                                    std::move(le.message.routing_key),
+                                    std::move(le.message.properties), std::move(le.message.body),
+                                    le.entry.transient ? 0 : le.entry.message_id);
     QueueEntry e;
     e.seq = le.entry.seq;
     e.redelivered = le.entry.delivered;
-    if (le.entry.expires_unix_ms) {
-      e.expires_at = std::max<int64_t>(1, le.entry.expires_unix_ms + steady_minus_unix);
-    }
+    if (le.entry.expires_unix_ms) e.expires_at = unix_to_steady_ms(le.entry.expires_unix_ms);
     const uint64_t size = m->body_size();
     e.message = std::move(m);
     push(std::move(e));
@@ -284,14 +278,18 @@ QueueEntry& Queue::head() {
   __builtin_unreachable();
 }
 
+void Queue::uncount(const QueueEntry& e) {
+  --ready_count_;
+  ready_bytes_ -= e.message->body_size();
+  if (e.expires_at) --entries_with_expiry_;
+}
+
 QueueEntry Queue::pop_head() {
   for (auto it = ready_.rbegin(); it != ready_.rend(); ++it) {
     if (!it->empty()) {
       QueueEntry e = std::move(it->front());
       it->pop_front();
-      --ready_count_;
-      ready_bytes_ -= e.message->body_size();
-      if (e.expires_at) --entries_with_expiry_;
+      uncount(e);
       return e;
     }
   }
@@ -363,9 +361,9 @@ bool Queue::enqueue(MessagePtr m) {
         });
         b.hold_until_committed(e.message);
       }
-      const int64_t expires_unix = e.expires_at ? e.expires_at - now + unix_now_ms() : 0;
+      const int64_t expires_unix = e.expires_at ? steady_to_unix_ms(e.expires_at) : 0;
       b.persist([&](persistence::Store& s) {
-        s.add_entry(vhost_->name(), name_,
+        s.add_entry(store_key_,
                     persistence::StoredEntry{msg.store_id, e.seq, false, false, expires_unix});
       });
     }
@@ -463,14 +461,14 @@ void Queue::dead_letter(QueueEntry& e, DeathReason reason) {
 void Queue::forget(const QueueEntry& e) {
   if (!e.message || e.message->store_id == 0 || !stores(*e.message)) return;
   vhost_->broker().persist([&](persistence::Store& s) {
-    s.remove_entry(vhost_->name(), name_, e.message->store_id);
+    s.remove_entry(store_key_, e.message->store_id);
   });
 }
 
 void Queue::note_delivered(const QueueEntry& e) {
   if (e.redelivered || e.message->store_id == 0 || !stores(*e.message)) return;
   vhost_->broker().persist([&](persistence::Store& s) {
-    s.mark_delivered(vhost_->name(), name_, e.message->store_id);
+    s.mark_delivered(store_key_, e.message->store_id);
   });
 }
 
@@ -490,7 +488,7 @@ void Queue::restore(const MessagePtr& m, uint64_t seq, bool delivered, int64_t e
   }
   if (expires_unix_ms) {
     // The deadline kept counting while the broker was down.
-    e.expires_at = std::max<int64_t>(1, expires_unix_ms - unix_now_ms() + now_ms());
+    e.expires_at = unix_to_steady_ms(expires_unix_ms);
   } else if (settings_.message_ttl) {
     e.expires_at = now_ms() + *settings_.message_ttl;  // stored before deadlines were kept
   }

@@ -43,6 +43,11 @@ struct Consumer;
 
 // Milliseconds on the steady clock.
 int64_t now_ms();
+// Milliseconds on the wall clock (deadlines that must survive a restart), and conversions of
+// a deadline between the two clocks.
+int64_t unix_ms();
+int64_t steady_to_unix_ms(int64_t steady_ms);
+int64_t unix_to_steady_ms(int64_t unix_ms);
 
 struct QueueEntry {
   MessagePtr message;
@@ -185,6 +190,8 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   void loaded(std::vector<persistence::LoadedEntry> entries);
   // Forgets the paged-out part (purge, delete) and removes it from the store.
   void drop_paged();
+  // Takes an entry out of the ready counts (it left the in-memory deques).
+  void uncount(const QueueEntry& e);
 
   VHost* vhost_;
   uint32_t id_;
@@ -203,6 +210,8 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
 
   // One deque per priority (just one without x-max-priority); highest index first.
   std::vector<std::deque<QueueEntry>> ready_;
+  // The queue's identity for store operations, shared by all of them.
+  persistence::QueueRef store_key_;
   size_t ready_count_ = 0;
   uint64_t ready_bytes_ = 0;
   size_t entries_with_expiry_ = 0;

@@ -9,12 +9,6 @@
 namespace warren::broker {
 
 namespace {
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string table_bytes(const amqp::FieldTable& t) {
   std::string out;
   amqp::Writer w(out);
@@ -395,15 +389,7 @@ bool VHost::route_delayed(Exchange* x, const MessagePtr& m, const std::string& r
 }
 
 void VHost::restore_delayed(const persistence::StoredDelayed& sd) {
-  MessagePtr m(new Message);
-  m->exchange = sd.exchange;
-  m->routing_key = sd.routing_key;
-  m->properties = sd.properties;
-  m->body_storage = sd.body;
-  try {
-    m->summary = amqp::summarize_properties(m->properties);
-  } catch (const amqp::DecodeError&) {
-  }
+  MessagePtr m = Message::rebuild(sd.exchange, sd.routing_key, sd.properties, sd.body);
   const int64_t wait = std::max<int64_t>(0, sd.due_unix_ms - unix_ms());
   hold_delayed(now_ms() + wait, Delayed{sd.exchange, sd.routing_key, std::move(m), sd.id});
 }

@@ -237,17 +237,20 @@ struct PutMessage {
   std::string_view exchange, routing_key, properties, body;
 };
 struct AddEntry {
-  std::string vhost, queue;
+  QueueRef q;
   StoredEntry e;
 };
 struct MarkDelivered {
-  std::string vhost, queue;
+  QueueRef q;
   uint64_t message_id;
 };
 struct RemoveEntry {
-  std::string vhost, queue;
+  QueueRef q;
   uint64_t message_id;
 };
+bool same_queue(const QueueRef& a, const QueueRef& b) {
+  return a == b || (a->vhost == b->vhost && a->queue == b->queue);
+}
 struct PurgeQueue {
   std::string vhost, queue;
 };
@@ -785,11 +788,11 @@ void Store::Impl::cancel_pairs(const std::vector<Op>& batch, std::vector<char>& 
       PerMessage& pm = it->second;
       for (size_t a : pm.adds) {
         const auto& add = std::get<AddEntry>(batch[a]);
-        if (skip[a] || add.vhost != r->vhost || add.queue != r->queue) continue;
+        if (skip[a] || !same_queue(add.q, r->q)) continue;
         skip[a] = skip[i] = 1;
         for (size_t mk : pm.marks) {
           const auto& mark = std::get<MarkDelivered>(batch[mk]);
-          if (mark.vhost == r->vhost && mark.queue == r->queue) skip[mk] = 1;
+          if (same_queue(mark.q, r->q)) skip[mk] = 1;
         }
         --pm.live;
         pm.cancelled = true;
@@ -904,8 +907,8 @@ bool Store::Impl::apply(const PutMessage& o) {
 
 bool Store::Impl::apply(const AddEntry& o) {
   auto* s = stmts_.add_entry.get();
-  bind_text(s, 1, o.vhost);
-  bind_text(s, 2, o.queue);
+  bind_text(s, 1, o.q->vhost);
+  bind_text(s, 2, o.q->queue);
   bind_id(s, 3, o.e.seq);
   bind_id(s, 4, o.e.message_id);
   bind_int(s, 5, o.e.delivered);
@@ -916,16 +919,16 @@ bool Store::Impl::apply(const AddEntry& o) {
 
 bool Store::Impl::apply(const MarkDelivered& o) {
   auto* s = stmts_.mark_delivered.get();
-  bind_text(s, 1, o.vhost);
-  bind_text(s, 2, o.queue);
+  bind_text(s, 1, o.q->vhost);
+  bind_text(s, 2, o.q->queue);
   bind_id(s, 3, o.message_id);
   return run(s);
 }
 
 bool Store::Impl::apply(const RemoveEntry& o) {
   auto* s = stmts_.remove_entry.get();
-  bind_text(s, 1, o.vhost);
-  bind_text(s, 2, o.queue);
+  bind_text(s, 1, o.q->vhost);
+  bind_text(s, 2, o.q->queue);
   bind_id(s, 3, o.message_id);
   return run(s);
 }
@@ -1084,18 +1087,14 @@ void Store::put_message(uint64_t id, std::string_view exchange, std::string_view
   impl_->enqueue(PutMessage{id, exchange, routing_key, properties, body});
 }
 
-void Store::add_entry(const std::string& vhost, const std::string& queue, const StoredEntry& e) {
-  impl_->enqueue(AddEntry{vhost, queue, e});
+void Store::add_entry(const QueueRef& q, const StoredEntry& e) { impl_->enqueue(AddEntry{q, e}); }
+
+void Store::mark_delivered(const QueueRef& q, uint64_t message_id) {
+  impl_->enqueue(MarkDelivered{q, message_id});
 }
 
-void Store::mark_delivered(const std::string& vhost, const std::string& queue,
-                           uint64_t message_id) {
-  impl_->enqueue(MarkDelivered{vhost, queue, message_id});
-}
-
-void Store::remove_entry(const std::string& vhost, const std::string& queue,
-                         uint64_t message_id) {
-  impl_->enqueue(RemoveEntry{vhost, queue, message_id});
+void Store::remove_entry(const QueueRef& q, uint64_t message_id) {
+  impl_->enqueue(RemoveEntry{q, message_id});
 }
 
 void Store::purge_queue(const std::string& vhost, const std::string& queue) {

@@ -61,6 +61,17 @@ struct StoredBinding {
   std::string arguments;  // field table bytes
 };
 
+// A queue's identity in the store, made once per queue and shared by every operation on its
+// entries, so that queuing an entry write copies a pointer, not two names.
+struct QueueKey {
+  std::string vhost;
+  std::string queue;
+};
+using QueueRef = std::shared_ptr<const QueueKey>;
+inline QueueRef make_queue_ref(std::string vhost, std::string queue) {
+  return std::make_shared<const QueueKey>(QueueKey{std::move(vhost), std::move(queue)});
+}
+
 struct StoredEntry {
   uint64_t message_id = 0;
   uint64_t seq = 0;  // position in its queue
@@ -210,10 +221,20 @@ class Store {
   // REQUIRES: the views stay valid until a later sync() callback has run.
   void put_message(uint64_t id, std::string_view exchange, std::string_view routing_key,
                    std::string_view properties, std::string_view body);
-  void add_entry(const std::string& vhost, const std::string& queue, const StoredEntry& e);
-  void mark_delivered(const std::string& vhost, const std::string& queue, uint64_t message_id);
+  void add_entry(const QueueRef& q, const StoredEntry& e);
+  void mark_delivered(const QueueRef& q, uint64_t message_id);
   // Removes the entry; the message row goes with its last entry.
-  void remove_entry(const std::string& vhost, const std::string& queue, uint64_t message_id);
+  void remove_entry(const QueueRef& q, uint64_t message_id);
+  // The same by name (tests, rare paths): each call makes its own QueueRef.
+  void add_entry(const std::string& vhost, const std::string& queue, const StoredEntry& e) {
+    add_entry(make_queue_ref(vhost, queue), e);
+  }
+  void mark_delivered(const std::string& vhost, const std::string& queue, uint64_t message_id) {
+    mark_delivered(make_queue_ref(vhost, queue), message_id);
+  }
+  void remove_entry(const std::string& vhost, const std::string& queue, uint64_t message_id) {
+    remove_entry(make_queue_ref(vhost, queue), message_id);
+  }
   void purge_queue(const std::string& vhost, const std::string& queue);
   // Removes the queue's entries from `from_seq` on (its paged-out part).
   void drop_entries_from(const std::string& vhost, const std::string& queue, uint64_t from_seq);
