@@ -103,10 +103,9 @@ void print_table(Ctx& c, const std::vector<std::string>& columns, const std::vec
     c.out << a.dump() << "\n";
     return;
   }
-  if (!c.opts.quiet || true) {
-    for (size_t i = 0; i < columns.size(); ++i) c.out << (i ? "\t" : "") << columns[i];
-    c.out << "\n";
-  }
+  // The header row stays under -q, as rabbitmqctl keeps it (--no-table-headers drops it there).
+  for (size_t i = 0; i < columns.size(); ++i) c.out << (i ? "\t" : "") << columns[i];
+  c.out << "\n";
   for (const auto& r : rows) {
     for (size_t i = 0; i < columns.size(); ++i) {
       c.out << (i ? "\t" : "") << (r.contains(columns[i]) ? cell(r.at(columns[i])) : "");
@@ -127,8 +126,6 @@ Json user_or_fail(Ctx& c, const std::string& user) {
   if (r.status != 200) fail(r);
   return Json::parse(r.body);
 }
-
-std::string peer_of(const std::string& conn_name) { return conn_name; }
 
 // set_policy / set_operator_policy NAME PATTERN DEFINITION.
 void set_policy(Ctx& c, const std::string& path, const char* what) {
@@ -415,7 +412,7 @@ const std::map<std::string, Handler>& handlers() {
        [](Ctx& c) {
          const std::string& name = c.arg(0, "connection name");
          const std::string& why = c.arg(1, "explanation");
-         c.info("Closing connection " + peer_of(name) + ", reason: " + why + "...");
+         c.info("Closing connection " + name + ", reason: " + why + "...");
          HttpResult r = c.call("DELETE", "/connections/" + encode_segment(name), nullptr, why);
          if (r.status == 404) throw CommandError{"connection " + q(name) + " not found", kUnavailable};
          c.ok_or_fail(r);

@@ -1,29 +1,18 @@
 #include "admin/http_client.h"
 
-#include <openssl/evp.h>
-
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
 
+#include "common/base64.h"
+
 namespace warren::admin {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-
-namespace {
-std::string b64(const std::string& in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-}  // namespace
 
 std::string encode_segment(const std::string& s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
@@ -41,7 +30,8 @@ std::string encode_segment(const std::string& s) {
 }
 
 HttpClient::HttpClient(std::string host, uint16_t port, std::string username, std::string password)
-    : host_(std::move(host)), port_(port), authorization_("Basic " + b64(username + ":" + password)) {}
+    : host_(std::move(host)), port_(port), authorization_("Basic " +
+                     common::b64encode(username + ":" + password)) {}
 
 HttpResult HttpClient::request(const std::string& method, const std::string& path,
                                const std::string& body, const std::string& reason) {

@@ -1,5 +1,7 @@
 #include "auth/user_store.h"
 
+#include "common/base64.h"
+
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -8,6 +10,9 @@
 #include "amqp/field_table.h"
 
 namespace warren::auth {
+
+using common::b64decode;
+using common::b64encode;
 
 namespace {
 const EVP_MD* md_for(HashAlgorithm a) {
@@ -31,29 +36,7 @@ std::string digest(HashAlgorithm a, std::string_view salt, std::string_view pass
   return std::string(reinterpret_cast<char*>(out), len);
 }
 
-std::string b64encode(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
 
-std::optional<std::string> b64decode(std::string_view in) {
-  if (in.size() % 4 != 0) return std::nullopt;
-  std::string out(3 * in.size() / 4 + 1, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return std::nullopt;
-  size_t len = static_cast<size_t>(n);
-  // EVP_DecodeBlock counts padding bytes as output; drop them.
-  if (!in.empty() && in.back() == '=') --len;
-  if (in.size() > 1 && in[in.size() - 2] == '=') --len;
-  out.resize(len);
-  return out;
-}
 
 // Constant-time comparison, so a wrong password's timing tells nothing.
 bool equal_ct(std::string_view a, std::string_view b) {

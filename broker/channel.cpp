@@ -144,6 +144,8 @@ bool same_int_value(const amqp::FieldValue& a, const amqp::FieldValue& b) {
   return x && y && *x == *y;
 }
 
+}  // namespace
+
 void check_equivalent_args(const amqp::FieldTable& current, const amqp::FieldTable& received,
                            const std::string& what) {
   for (const char* key : kQueueEquivArgs) {
@@ -164,7 +166,23 @@ void check_equivalent_args(const amqp::FieldTable& current, const amqp::FieldTab
                            rs + " but current is " + cs);
   }
 }
-}  // namespace
+
+std::string queue_arguments_error(const amqp::FieldTable& args, const std::string& where) {
+  if (std::string err = validate_queue_arguments(args); !err.empty()) {
+    // \x01 marks where the queue's description goes; \x02 a message of its own wording.
+    const size_t at = err.find('\x01');
+    std::string text = err.substr(0, at) + where + err.substr(at + 1);
+    if (text[0] == '\x02') text = text.substr(1);
+    return text;
+  }
+  if (const amqp::FieldValue* qt = args.find("x-queue-type")) {
+    if (auto s = qt->as_string(); *s != "classic") {
+      return "invalid arg 'x-queue-type' for " + where + ": queue type '" + std::string(*s) +
+             "' is not supported by Warren yet";
+    }
+  }
+  return "";
+}
 
 Channel::Channel(Connection& conn, uint16_t id)
     : conn_(conn), id_(id), assembler_(conn.broker().config().max_message_size) {}
@@ -532,20 +550,8 @@ void Channel::on_queue_declare(const amqp::QueueDeclare& m) {
   }
   check_access(auth::Access::kConfigure, "queue", name);
   const std::string where = "queue '" + name + "' in vhost '" + vh.name() + "'";
-  if (std::string err = validate_queue_arguments(m.arguments); !err.empty()) {
-    // \x01 marks where the queue's description goes; \x02 a message of its own wording.
-    const size_t at = err.find('\x01');
-    std::string text = err.substr(0, at) + where + err.substr(at + 1);
-    if (text[0] == '\x02') text = text.substr(1);
-    throw ChannelError(ReplyCode::kPreconditionFailed, text);
-  }
-  if (const amqp::FieldValue* qt = m.arguments.find("x-queue-type")) {
-    auto s = qt->as_string();
-    if (*s != "classic") {
-      throw ChannelError(ReplyCode::kPreconditionFailed,
-                         "invalid arg 'x-queue-type' for " + where + ": queue type '" +
-                             std::string(*s) + "' is not supported by Warren yet");
-    }
+  if (std::string err = queue_arguments_error(m.arguments, where); !err.empty()) {
+    throw ChannelError(ReplyCode::kPreconditionFailed, err);
   }
   // RabbitMQ makes exclusive queues transient whatever the durable flag says.
   const bool durable = m.durable && !m.exclusive;
@@ -1201,7 +1207,6 @@ void Channel::on_tx_commit() {
   tx_settles_.clear();
   for (auto& p : pubs) publish(p.exchange, p.routing_key, p.mandatory, p.message);
   for (auto& s : settles) {
-    // A tag settled by an earlier multiple in the same transaction is already done.
     // Tags were checked when the client sent them; one may have been settled since by an
     // earlier multiple in the same transaction.
     if (!s.multiple && find_unacked(s.tag) == unacked_.end()) continue;

@@ -25,6 +25,13 @@ class Connection;
 class VHost;
 struct Exchange;
 
+// queue.declare's argument checks, shared with the management API: RabbitMQ's 406 text for
+// the first bad argument of a queue described by `where` ("queue 'q' in vhost '/'"), or "".
+std::string queue_arguments_error(const amqp::FieldTable& args, const std::string& where);
+// Throws ChannelError (406) when a redeclaration's arguments differ from the queue's.
+void check_equivalent_args(const amqp::FieldTable& current, const amqp::FieldTable& received,
+                           const std::string& what);
+
 class Channel {
  public:
   enum class State { kOpen, kClosing };

@@ -117,15 +117,6 @@ std::optional<amqp::FieldTable> json_to_table(const Json& j) {
   return t;
 }
 
-std::string join_tags(const std::vector<std::string>& tags) {
-  std::string s;
-  for (const auto& t : tags) {
-    if (!s.empty()) s += ',';
-    s += t;
-  }
-  return s;
-}
-
 std::vector<std::string> parse_tags(const Json& j) {
   std::vector<std::string> out;
   auto add = [&](std::string t) {

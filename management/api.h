@@ -77,7 +77,6 @@ Json table_to_json(const amqp::FieldTable& t);
 // nullopt when a value has no AMQP type (null).
 std::optional<amqp::FieldTable> json_to_table(const Json& j);
 
-std::string join_tags(const std::vector<std::string>& tags);
 // RabbitMQ accepts tags as "a,b" or as a list.
 std::vector<std::string> parse_tags(const Json& j);
 

@@ -29,13 +29,19 @@ Json queue_json(broker::VHost& v, broker::Queue& q) {
   j["exclusive_consumer_tag"] = nullptr;
   // RabbitMQ's: the policy and operator policy names (null when none) and the definition
   // in effect, where the operator policy's limits cap the policy's.
-  const broker::Policy* pol = v.effective_policy(q.name(), true);
-  const broker::Policy* op = v.effective_policy(q.name(), true, true);
+  // VHost::apply_policies already picked them; look them up by name (no pattern matching).
+  auto named = [&](const std::string& name, bool op) -> const broker::Policy* {
+    if (name.empty()) return nullptr;
+    auto it = v.policies(op).find(name);
+    return it == v.policies(op).end() ? nullptr : &it->second;
+  };
+  const broker::Policy* pol = named(q.policy_name(), false);
+  const broker::Policy* op = named(q.operator_policy_name(), true);
   j["policy"] = pol ? Json(pol->name) : Json();
   j["operator_policy"] = op ? Json(op->name) : Json();
-  Json eff = pol ? policy_json(v.name(), *pol)["definition"] : Json::object();
+  Json eff = pol ? Json::parse(pol->definition_json, nullptr, false) : Json::object();
   if (op) {
-    const Json op_def = policy_json(v.name(), *op)["definition"];
+    const Json op_def = Json::parse(op->definition_json, nullptr, false);
     for (const auto& [k, val] : op_def.items()) {
       auto it = eff.find(k);
       if (it == eff.end()) {
@@ -113,6 +119,10 @@ Response handle_queues(Context& c, const Request& r) {
       auto args = json_to_table(body->contains("arguments") ? body->at("arguments") : Json());
       if (!args) return bad_request("arguments must be an object");
       const std::string where = "queue '" + qname + "' in vhost '" + vname + "'";
+      // The same argument checks and texts as queue.declare (RabbitMQ answers 400 with them).
+      if (std::string e = broker::queue_arguments_error(*args, where); !e.empty()) {
+        return bad_request(e);
+      }
       if (q) {
         auto quote = [](bool b) { return std::string(b ? "'true'" : "'false'"); };
         if (q->durable() != durable) {
@@ -123,6 +133,11 @@ Response handle_queues(Context& c, const Request& r) {
           return bad_request("inequivalent arg 'auto_delete' for " + where + ": received " +
                              quote(auto_delete) + " but current is " + quote(q->auto_delete()));
         }
+        try {
+          broker::check_equivalent_args(q->arguments(), *args, where);
+        } catch (const amqp::ChannelError& e) {
+          return bad_request(e.what());
+        }
         return no_content();
       }
       if (auto limit = c.broker.vhost_limit(vname, "max-queues")) {
@@ -131,10 +146,14 @@ Response handle_queues(Context& c, const Request& r) {
                              vname + "' (" + std::to_string(*limit) + ") is reached");
         }
       }
-      if (const amqp::FieldValue* t = args->find("x-queue-type")) {
-        if (t->as_string() != std::optional<std::string_view>("classic")) {
-          return bad_request("invalid arg 'x-queue-type' for " + where +
-                             ": queue type is not supported by Warren yet");
+      if (const amqp::FieldValue* dlx = args->find("x-dead-letter-exchange")) {
+        // As queue.declare: read on the queue, write on its dead-letter exchange.
+        if (auto refused = refuse_unless(c, vname, auth::Access::kRead, "queue", qname)) {
+          return *refused;
+        }
+        if (auto refused = refuse_unless(c, vname, auth::Access::kWrite, "exchange",
+                                         *dlx->as_string())) {
+          return *refused;
         }
       }
       v->add_queue(qname, durable, false, auto_delete, std::move(*args), nullptr);

@@ -1,5 +1,7 @@
 #include "management/router.h"
 
+#include "common/base64.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -18,19 +20,9 @@ int hex(char c) {
   return -1;
 }
 
-std::optional<std::string> b64decode(std::string_view in) {
-  if (in.empty() || in.size() % 4 != 0 || in.size() > 4096) return std::nullopt;
-  std::string out(3 * in.size() / 4 + 1, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  if (n < 0) return std::nullopt;
-  size_t len = static_cast<size_t>(n);
-  if (in.back() == '=') --len;
-  if (in.size() > 1 && in[in.size() - 2] == '=') --len;
-  out.resize(len);
-  return out;
-}
+
+// Who a request with warrenctl's local token acts as (the local operator, like rabbitmqctl).
+const auth::User kLocalOperator{"warrenctl", "", auth::HashAlgorithm::kSha256, {"administrator"}};
 
 const auth::User* authenticate(broker::Broker& broker, std::string_view authorization,
                                bool loopback, std::string_view local_token, Response& err) {
@@ -44,7 +36,9 @@ const auth::User* authenticate(broker::Broker& broker, std::string_view authoriz
                   [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
     return fail();
   }
-  auto decoded = b64decode(authorization.substr(kBasic.size()));
+  const std::string_view encoded = authorization.substr(kBasic.size());
+  if (encoded.empty() || encoded.size() > 4096) return fail();
+  auto decoded = common::b64decode(encoded);
   if (!decoded) return fail();
   const size_t colon = decoded->find(':');
   if (colon == std::string::npos) return fail();
@@ -52,8 +46,7 @@ const auth::User* authenticate(broker::Broker& broker, std::string_view authoriz
   const std::string_view secret = std::string_view(*decoded).substr(colon + 1);
   if (loopback && name == "warrenctl" && !local_token.empty() && secret.size() == local_token.size() &&
       CRYPTO_memcmp(secret.data(), local_token.data(), secret.size()) == 0) {
-    static const auth::User kLocal{"warrenctl", "", auth::HashAlgorithm::kSha256, {"administrator"}};
-    return &kLocal;
+    return &kLocalOperator;
   }
   const auth::User* u = broker.users().authenticate(name, std::string_view(*decoded).substr(colon + 1));
   if (!u) {
@@ -148,8 +141,7 @@ Response route(broker::Broker& broker, const Request& r, std::string_view author
   if (!user) return err;
   // Copy: a handler may delete the very user that is calling.
   const auth::User caller = *user;
-  Context c{broker, caller, caller.name == "warrenctl" && caller.password_hash.empty() &&
-                               !local_token.empty() && !broker.users().find("warrenctl")};
+  Context c{broker, caller, user == &kLocalOperator};
   if (r.path.empty()) return not_found();
   const std::string& what = r.path[0];
   if (what == "overview") return handle_overview(c, r);

@@ -126,6 +126,12 @@ def test_import_errors_and_access(mbroker, api):
     assert api.call("POST", "/definitions", {"bindings": [
         {"source": "nox", "vhost": "/", "destination": "noq", "destination_type": "queue",
          "routing_key": "k", "arguments": {}}]})[0] == 204
+    # So is one the exchange type refuses (RabbitMQ 3.10.8: 204, binding left out).
+    assert api.call("PUT", "/queues/%2F/def-hq", {"durable": False})[0] == 201
+    assert api.call("POST", "/definitions", {"bindings": [
+        {"source": "amq.headers", "vhost": "/", "destination": "def-hq",
+         "destination_type": "queue", "routing_key": "", "arguments": {"x-match": "bogus"}}]})[0] == 204
+    assert [b["source"] for b in api.get("/bindings/%2F") if b["destination"] == "def-hq"] == [""]
     make_user(api, "def-mon", "dm", tags="monitoring")
     status, j, _ = Api(mbroker, "def-mon", "dm").call("GET", "/definitions")
     assert status == 401 and j["reason"] == "Not administrator user"

@@ -133,7 +133,20 @@ def test_vhost_limits(api):
 
 def test_queues_exchanges_bindings(mbroker, api):
     assert api.call("PUT", "/queues/%2F/api-q", {"durable": True, "arguments": {"x-max-length": 10}})[0] == 201
-    assert api.call("PUT", "/queues/%2F/api-q", {"durable": True})[0] == 204
+    # Redeclaring with the same arguments is fine; without them it is not (RabbitMQ 3.10.8's
+    # answers, byte for byte).
+    assert api.call("PUT", "/queues/%2F/api-q",
+                    {"durable": True, "arguments": {"x-max-length": 10}})[0] == 204
+    status, j, _ = api.call("PUT", "/queues/%2F/api-q", {"durable": True})
+    assert status == 400
+    assert j["reason"] == ("inequivalent arg 'x-max-length' for queue 'api-q' in vhost '/': "
+                           "received none but current is the value '10' of type 'long'")
+    status, j, _ = api.call("PUT", "/queues/%2F/bad-q",
+                            {"durable": True, "arguments": {"x-max-priority": 1000}})
+    assert status == 400
+    assert j["reason"] == ("invalid arg 'x-max-priority' for queue 'bad-q' in vhost '/': "
+                           "{max_value_exceeded,1000}")
+    assert api.call("GET", "/queues/%2F/bad-q")[0] == 404
     status, j, _ = api.call("PUT", "/queues/%2F/api-q", {"durable": False})
     assert status == 400 and "inequivalent arg 'durable'" in j["reason"]
     assert api.call("PUT", "/exchanges/%2F/api-x", {"type": "topic", "durable": True})[0] == 201
