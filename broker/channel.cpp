@@ -7,6 +7,7 @@
 #include "broker/broker.h"
 #include "broker/connection.h"
 #include "broker/vhost.h"
+#include "common/log.h"
 #include "exchange/exchange.h"
 
 namespace warren::broker {
@@ -1037,6 +1038,7 @@ void Channel::on_basic_get(const amqp::BasicGet& m) {
   if (!e && q.head_paged_out()) {
     // RabbitMQ reads the message from disk before answering; so does Warren, without
     // blocking the thread: later frames of this connection wait until the batch is in.
+    WLOG_DEBUG("basic.get on queue '{}' waits for its paged-out head", q.name());
     conn_.hold_input();
     q.when_loaded([this, alive = std::weak_ptr<int>(alive_), queue = std::string(q.name()),
                    no_ack = m.no_ack] {

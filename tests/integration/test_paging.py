@@ -285,3 +285,38 @@ def test_flow_control_paces_a_publisher_to_a_slow_consumer(make_broker, uniq):
     assert pub.is_open
     pub.close()
     setup.close()
+
+
+def test_pipelined_gets_wait_for_the_paged_out_head(make_broker, uniq):
+    import pika.spec as spec
+    import rawamqp
+    b = make_broker(extra_args=["--log-level", "debug"])
+    conn = pika.BlockingConnection(b.pika_params())
+    ch = conn.channel()
+    ch.queue_declare(uniq, arguments={"x-queue-mode": "lazy"})
+    n = 8000
+    publish_numbered(ch, uniq, n)
+    assert wait_for(lambda: swap_rows(b, uniq) > 0)
+    conn.close()
+    # All the gets in one write: the broker handles them in one pass, faster than a batch
+    # can come back from the store, so some find the head paged out and must wait for it.
+    with rawamqp.RawConnection(b.host, b.port, timeout=30) as raw:
+        raw.handshake()
+        raw.open_channel(1)
+        frames = b"".join(rawamqp.method_frame(1, spec.Basic.Get(queue=uniq, no_ack=True))
+                          for _ in range(n))
+        frames += rawamqp.method_frame(1, spec.Queue.Declare(queue=uniq, passive=True))
+        raw.send(frames)
+        got = []
+        for _ in range(n):
+            m = raw.recv_method()
+            assert isinstance(m.method, spec.Basic.GetOk), "got %r after %d" % (m.method, len(got))
+            raw.recv_frame()  # content header
+            body = b""
+            while len(body) < 8:
+                body += raw.recv_frame().fragment
+            got.append(int(body[:8]))
+        assert got == list(range(n))
+        ok = raw.expect(spec.Queue.DeclareOk, channel=1)
+        assert ok.message_count == 0
+    assert "waits for its paged-out head" in b.log()

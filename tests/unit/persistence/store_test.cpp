@@ -760,12 +760,29 @@ TEST_CASE("a failed store still reads paged entries back") {
   CHECK((*out)[0].message.body == "kept");
 }
 
+namespace {
+// Counts the rows SQLite actually inserts into entries and messages, whatever is deleted later.
+void count_inserts(const TempDir& dir) {
+  Db raw(dir.db());
+  raw.exec("CREATE TABLE inserted (what TEXT);"
+           "CREATE TRIGGER count_entries AFTER INSERT ON entries "
+           "BEGIN INSERT INTO inserted VALUES ('entry'); END;"
+           "CREATE TRIGGER count_messages AFTER INSERT ON messages "
+           "BEGIN INSERT INTO inserted VALUES ('message'); END;");
+}
+std::string inserted(const TempDir& dir, const char* what) {
+  Db raw(dir.db());
+  return raw.text(("SELECT count(*) FROM inserted WHERE what = '" + std::string(what) + "'").c_str());
+}
+}  // namespace
+
 TEST_CASE("an entry added and removed in one batch never reaches the disk") {
   TempDir dir;
   {
     Inbox inbox;
     auto s = Store::open(dir.path.string(), inbox.poster());
     s->recover();
+    count_inserts(dir);
     s->begin_group();  // one hand-off: the writer sees all of it in one batch
     put(*s, 1, "acked at once");
     s->add_entry("/", "q", {1, 1, false});
@@ -778,6 +795,9 @@ TEST_CASE("an entry added and removed in one batch never reaches the disk") {
     s->remove_entry("/", "a", 99);  // nothing to cancel against: runs as a no-op
     s->end_group();
     REQUIRE(sync_now(*s, inbox));
+    // Only message 2 and its entry in b were written at all.
+    CHECK(inserted(dir, "message") == "1");
+    CHECK(inserted(dir, "entry") == "1");
     Db raw(dir.db());
     CHECK(raw.text("SELECT count(*) FROM messages") == "1");
     CHECK(raw.text("SELECT count(*) FROM entries") == "1");
@@ -802,6 +822,13 @@ TEST_CASE("nested groups hand their operations over once, at the outer end") {
   s->end_group();
   bool synced = false;
   s->sync([&](bool) { synced = true; });
+  // Still inside the outer group: the writer has seen nothing, so nothing completes.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(inbox.pending() == 0);
+  {
+    Db raw(dir.db());
+    CHECK(raw.text("SELECT count(*) FROM entries") == "0");
+  }
   s->end_group();
   inbox.run_until([&] { return synced; });
   Db raw(dir.db());
