@@ -276,3 +276,13 @@ class RawClient:
     def basic_get(self, channel, queue, no_ack=True):
         self.send_method(channel, 60, 70, b"\x00\x00" + _shortstr(queue)
                          + (b"\x01" if no_ack else b"\x00"))
+
+
+def wait_for(pred, timeout=10.0):
+    """Polls `pred` until it is true or `timeout` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()

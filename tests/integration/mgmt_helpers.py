@@ -67,9 +67,7 @@ def start_mgmt_broker(data_dir, bind="127.0.0.1", extra_args=None):
     return start_warren(data_dir, http_port=None, bind=bind, extra_args=extra_args)
 
 
-@pytest.fixture(scope="module")
-def mbroker():
-    """A Warren of the module's own with its management API on."""
+def _mgmt_broker():
     if EXTERNAL:
         pytest.skip("needs a Warren process (WARREN_TEST_BROKER is set)")
     with tempfile.TemporaryDirectory(prefix="warren-test-") as d:
@@ -78,18 +76,18 @@ def mbroker():
             yield b
         finally:
             b.stop()
+
+
+@pytest.fixture(scope="module")
+def mbroker():
+    """A Warren of the module's own with its management API on."""
+    yield from _mgmt_broker()
 
 
 @pytest.fixture
 def fresh_mbroker():
-    if EXTERNAL:
-        pytest.skip("needs a Warren process (WARREN_TEST_BROKER is set)")
-    with tempfile.TemporaryDirectory(prefix="warren-test-") as d:
-        b = start_mgmt_broker(d)
-        try:
-            yield b
-        finally:
-            b.stop()
+    """The same, for one test."""
+    yield from _mgmt_broker()
 
 
 @pytest.fixture

@@ -10,7 +10,10 @@ come back after a restart in order, with redelivered set on those delivered befo
 pressure (vm_memory_high_watermark_paging_ratio) pages out a default queue; priority queues
 are not paged and keep working; flow control pauses a publisher (even one without
 heartbeats) while the store's writer catches up and while a queue is consumed slower than it
-is filled, and every message still arrives in order.
+is filled, and every message still arrives in order; a consumer whose prefetch is full and
+never acks does not hold publishers back; pipelined basic.gets that outrun the store's reads
+wait for the paged-out head instead of answering get-empty; memory pressure pages a queue out
+from the broker's periodic check too.
 """
 import os
 import sqlite3
@@ -18,6 +21,8 @@ import time
 
 import pika
 import pytest
+
+from helpers import wait_for
 
 pytestmark = pytest.mark.warren_only
 
@@ -56,13 +61,22 @@ def drain(ch, queue, expected, ack=True):
     return got, redelivered
 
 
-def wait_for(pred, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
+def fill_paged(ch, broker, queue, n, arguments=None, **props):
+    """Declares `queue` (lazy unless `arguments` say otherwise), publishes n numbered
+    messages, and waits until some of them are paged out to the store."""
+    ch.queue_declare(queue, arguments={"x-queue-mode": "lazy"} if arguments is None else arguments)
+    publish_numbered(ch, queue, n, **props)
+    assert wait_for(lambda: swap_rows(broker, queue) > 0)
+
+
+def assert_pages_then_drains(broker, queue, n):
+    """A default queue on `broker` pages n published messages out and gives them all back."""
+    conn = pika.BlockingConnection(broker.pika_params())
+    ch = conn.channel()
+    fill_paged(ch, broker, queue, n, arguments={})
+    got, _ = drain(ch, queue, n)
+    assert got == list(range(n))
+    conn.close()
 
 
 def consume_all(conn, ch, queue, expected, prefetch=200):
@@ -100,22 +114,13 @@ def test_lazy_queue_pages_out_and_delivers_everything_in_order(fresh_broker, uni
 
 
 def test_queue_memory_limit_setting_pages_a_default_queue(make_broker, uniq):
-    b = make_broker(config_text="queue_memory_limit = 1MB\n")
-    conn = pika.BlockingConnection(b.pika_params())
-    ch = conn.channel()
-    ch.queue_declare(uniq)
-    publish_numbered(ch, uniq, 8000)
-    assert wait_for(lambda: swap_rows(b, uniq) > 0)
-    got, _ = drain(ch, uniq, 8000)
-    assert got == list(range(8000))
-    conn.close()
+    assert_pages_then_drains(make_broker(config_text="queue_memory_limit = 1MB\n"), uniq, 8000)
 
 
 def test_requeued_messages_keep_their_place_ahead_of_paged_ones(fresh_broker, uniq):
     conn = pika.BlockingConnection(fresh_broker.pika_params())
     ch = conn.channel()
-    ch.queue_declare(uniq, arguments={"x-queue-mode": "lazy"})
-    publish_numbered(ch, uniq, 8000)
+    fill_paged(ch, fresh_broker, uniq, 8000)
     taken = []
     for _ in range(5):
         m, _, body = ch.basic_get(uniq, auto_ack=False)
@@ -132,8 +137,7 @@ def test_requeued_messages_keep_their_place_ahead_of_paged_ones(fresh_broker, un
 def test_ttl_applies_to_paged_messages(fresh_broker, uniq):
     conn = pika.BlockingConnection(fresh_broker.pika_params())
     ch = conn.channel()
-    ch.queue_declare(uniq, arguments={"x-queue-mode": "lazy"})
-    publish_numbered(ch, uniq, 6000, expiration="300")
+    fill_paged(ch, fresh_broker, uniq, 6000, expiration="300")
     publish_numbered(ch, uniq, 3, start=6000)  # no TTL
     time.sleep(0.6)
     got, _ = drain(ch, uniq, 3)
@@ -146,9 +150,7 @@ def test_purge_and_delete_drop_the_paged_part(fresh_broker, uniq):
     conn = pika.BlockingConnection(fresh_broker.pika_params())
     ch = conn.channel()
     for q in (uniq + "-p", uniq + "-d"):
-        ch.queue_declare(q, arguments={"x-queue-mode": "lazy"})
-        publish_numbered(ch, q, 7000)
-        assert wait_for(lambda: swap_rows(fresh_broker, q) > 0)
+        fill_paged(ch, fresh_broker, q, 7000)
     assert ch.queue_purge(uniq + "-p").method.message_count == 7000
     assert ch.queue_delete(uniq + "-d").method.message_count == 7000
     assert wait_for(lambda: swap_rows(fresh_broker, uniq + "-p") == 0)
@@ -168,12 +170,17 @@ def test_fanout_to_two_lazy_queues_reaches_both(fresh_broker, uniq):
         ch.queue_declare(uniq + q, arguments={"x-queue-mode": "lazy"})
         ch.queue_bind(uniq + q, uniq)
     publish_numbered(ch, "", 6000, exchange=uniq)
+    for q in ("a", "b"):
+        assert wait_for(lambda: swap_rows(fresh_broker, uniq + q) > 0)
     # Drain a partly, then b fully, then the rest of a: shared swap rows stay until both read.
     first, _ = drain(ch, uniq + "a", 3000)
     all_b, _ = drain(ch, uniq + "b", 6000)
+    assert all_b == list(range(6000))
+    assert swap_rows(fresh_broker, uniq + "a") > 0
+    assert db_count(fresh_broker, "SELECT count(*) FROM messages") > 0
     rest, _ = drain(ch, uniq + "a", 3000)
     assert first + rest == list(range(6000))
-    assert all_b == list(range(6000))
+    assert wait_for(lambda: db_count(fresh_broker, "SELECT count(*) FROM messages") == 0)
     conn.close()
 
 
@@ -204,13 +211,13 @@ def test_memory_pressure_pages_out_transient_messages(make_broker, uniq):
     # The paging threshold (ratio x watermark) is a few MB: the broker is always above it.
     b = make_broker(config_text="vm_memory_high_watermark.absolute = 4GB\n"
                                 "vm_memory_high_watermark_paging_ratio = 0.001\n")
+    assert_pages_then_drains(b, uniq, 6000)
+    # 3 MB stays under the publish-time trigger (1 MiB kept + a 4 MiB batch): only the
+    # broker's periodic check under memory pressure pages this queue out.
     conn = pika.BlockingConnection(b.pika_params())
     ch = conn.channel()
-    ch.queue_declare(uniq)
-    publish_numbered(ch, uniq, 6000)
-    assert wait_for(lambda: swap_rows(b, uniq) > 0)
-    got, _ = drain(ch, uniq, 6000)
-    assert got == list(range(6000))
+    fill_paged(ch, b, uniq + "-tick", 3000, arguments={})
+    assert drain(ch, uniq + "-tick", 3000)[0] == list(range(3000))
     conn.close()
 
 
@@ -220,7 +227,8 @@ def test_priority_queue_is_not_paged(fresh_broker, uniq):
     ch.queue_declare(uniq, arguments={"x-queue-mode": "lazy", "x-max-priority": 5})
     publish_numbered(ch, uniq, 6000)
     ch.basic_publish("", uniq, b"%08d" % 999999 + BODY, pika.BasicProperties(priority=5))
-    time.sleep(0.3)
+    # The same load pages a lazy queue without priorities out.
+    fill_paged(ch, fresh_broker, uniq + "-control", 6000)
     assert swap_rows(fresh_broker, uniq) == 0
     got, _ = drain(ch, uniq, 6001)
     assert got == [999999] + list(range(6000))
@@ -320,3 +328,23 @@ def test_pipelined_gets_wait_for_the_paged_out_head(make_broker, uniq):
         ok = raw.expect(spec.Queue.DeclareOk, channel=1)
         assert ok.message_count == 0
     assert "waits for its paged-out head" in b.log()
+
+
+def test_a_consumer_that_stopped_taking_does_not_hold_publishers_back(make_broker, uniq):
+    # Its prefetch is full and it never acks: the queue is not being drained, so flow control
+    # lets go (after at most a second) and the backlog simply grows, as RabbitMQ's would.
+    b = make_broker()
+    stuck = pika.BlockingConnection(b.pika_params())
+    sch = stuck.channel()
+    sch.queue_declare(uniq)
+    sch.basic_qos(prefetch_count=100)
+    sch.basic_consume(uniq, lambda *a: None)
+    pub = pika.BlockingConnection(b.pika_params(heartbeat=0))
+    ch = pub.channel()
+    n = 30000
+    publish_numbered(ch, uniq, n)  # 30 MB, far past the 8 MiB flow threshold
+    assert wait_for(lambda: ch.queue_declare(uniq, passive=True).method.message_count
+                    == n - 100, timeout=30)
+    assert pub.is_open
+    pub.close()
+    stuck.close()

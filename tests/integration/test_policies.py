@@ -10,7 +10,7 @@ import time
 import pika
 import pytest
 
-from helpers import close_quietly
+from helpers import close_quietly, wait_for
 from mgmt_helpers import Api, api, connect, fresh_mbroker, make_user, mbroker, seg  # noqa: F401
 from test_warrenctl import ctl, ok
 
@@ -20,15 +20,6 @@ pytestmark = pytest.mark.warren_only
 def publish(ch, queue, n, body=b"m"):
     for i in range(n):
         ch.basic_publish("", queue, body + str(i).encode())
-
-
-def wait_for(pred, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def test_policy_json_and_status_codes(api):
@@ -257,8 +248,104 @@ def test_exchange_policy_alternate_exchange(mbroker, api):
         assert wait_for(lambda: api.get("/queues/%2F/pol-ae-q")["messages"] == 1)
         api.delete("/policies/%2F/ae")
         assert "policy" not in api.get("/exchanges/%2F/pol-x")
+        # Gone with the policy: unroutable messages are dropped again.
+        ch.confirm_delivery()
+        ch.basic_publish("pol-x", "unrouted", b"dropped")
+        assert api.get("/queues/%2F/pol-ae-q")["messages"] == 1
+        # The exchange's own alternate-exchange argument wins over a policy's.
+        ch.exchange_declare("pol-ae-arg", "fanout")
+        ch.queue_declare("pol-ae-arg-q")
+        ch.queue_bind("pol-ae-arg-q", "pol-ae-arg")
+        ch.exchange_declare("pol-x2", "direct", arguments={"alternate-exchange": "pol-ae-arg"})
+        api.put("/policies/%2F/ae2", {"pattern": "^pol-x2$", "apply-to": "exchanges",
+                                      "definition": {"alternate-exchange": "pol-ae"}})
+        ch.basic_publish("pol-x2", "unrouted", b"to-arg-ae")
+        assert api.get("/queues/%2F/pol-ae-arg-q")["messages"] == 1
+        assert api.get("/queues/%2F/pol-ae-q")["messages"] == 1
+        api.delete("/policies/%2F/ae2")
+        for q in ("pol-ae-arg-q",):
+            ch.queue_delete(q)
+        for x in ("pol-x2", "pol-ae-arg"):
+            ch.exchange_delete(x)
         ch.queue_delete("pol-ae-q")
         ch.exchange_delete("pol-x")
         ch.exchange_delete("pol-ae")
+    finally:
+        close_quietly(conn)
+
+
+def test_overflow_policy_and_the_argument_winning_over_it(mbroker, api):
+    api.put("/policies/%2F/ovf", {"pattern": "^pol-ovf", "apply-to": "queues",
+                                  "definition": {"max-length": 1, "overflow": "reject-publish"}})
+    conn = connect(mbroker, "guest", "guest")
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("pol-ovf-policy")
+        ch.queue_declare("pol-ovf-arg", arguments={"x-overflow": "drop-head"})
+        ch.basic_publish("", "pol-ovf-policy", b"1")
+        with pytest.raises(pika.exceptions.NackError):
+            ch.basic_publish("", "pol-ovf-policy", b"2")
+        ch.basic_publish("", "pol-ovf-arg", b"1")
+        ch.basic_publish("", "pol-ovf-arg", b"2")  # drop-head: accepted, the head goes
+        assert ch.basic_get("pol-ovf-policy", auto_ack=True)[2] == b"1"
+        assert ch.basic_get("pol-ovf-arg", auto_ack=True)[2] == b"2"
+        for q in ("pol-ovf-policy", "pol-ovf-arg"):
+            ch.queue_delete(q)
+    finally:
+        api.delete("/policies/%2F/ovf")
+        close_quietly(conn)
+
+
+def test_dead_letter_routing_key_and_expires_policies(mbroker, api):
+    api.put("/policies/%2F/dlrk", {"pattern": "^pol-dlrk$", "apply-to": "queues",
+                                   "definition": {"message-ttl": 50, "dead-letter-exchange": "",
+                                                  "dead-letter-routing-key": "pol-dlrk-dead"}})
+    api.put("/policies/%2F/exp", {"pattern": "^pol-exp", "apply-to": "queues",
+                                  "definition": {"expires": 300}})
+    conn = connect(mbroker, "guest", "guest")
+    try:
+        ch = conn.channel()
+        ch.queue_declare("pol-dlrk-dead")
+        ch.queue_declare("pol-dlrk")
+        ch.basic_publish("", "pol-dlrk", b"expiring")
+        assert wait_for(lambda: api.get("/queues/%2F/pol-dlrk-dead")["messages"] == 1)
+        m, props, body = ch.basic_get("pol-dlrk-dead", auto_ack=True)
+        assert body == b"expiring"
+        death = props.headers["x-death"][0]
+        assert death["reason"] == "expired" and death["queue"] == "pol-dlrk"
+        ch.queue_declare("pol-exp-gone")
+        ch.queue_declare("pol-exp-kept")
+        api.put("/policies/%2F/exp", {"pattern": "^pol-exp-gone$", "apply-to": "queues",
+                                      "definition": {"expires": 300}})  # no longer matches -kept
+        time.sleep(1.0)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            conn.channel().queue_declare("pol-exp-gone", passive=True)
+        assert e.value.reply_code == 404
+        assert ch.queue_declare("pol-exp-kept", passive=True).method.queue == "pol-exp-kept"
+        for q in ("pol-dlrk", "pol-dlrk-dead", "pol-exp-kept"):
+            ch.queue_delete(q)
+    finally:
+        api.delete("/policies/%2F/dlrk")
+        api.delete("/policies/%2F/exp")
+        close_quietly(conn)
+
+
+def test_queue_mode_policy_pages_and_clearing_it_keeps_order(mbroker, api):
+    from test_paging import publish_numbered, swap_rows, drain
+    conn = connect(mbroker, "guest", "guest")
+    try:
+        ch = conn.channel()
+        ch.queue_declare("pol-lazy")
+        api.put("/policies/%2F/lazy", {"pattern": "^pol-lazy$", "apply-to": "queues",
+                                       "definition": {"queue-mode": "lazy"}})
+        publish_numbered(ch, "pol-lazy", 6000)
+        assert wait_for(lambda: swap_rows(mbroker, "pol-lazy") > 0)
+        # Cleared while messages are paged: new ones still go behind them.
+        api.delete("/policies/%2F/lazy")
+        publish_numbered(ch, "pol-lazy", 10, start=6000)
+        got, _ = drain(ch, "pol-lazy", 6010)
+        assert got == list(range(6010))
+        ch.queue_delete("pol-lazy")
     finally:
         close_quietly(conn)
