@@ -152,4 +152,31 @@ bool json_bool(const Json& body, const char* key, bool fallback) {
   return fallback;
 }
 
+broker::VHost* accessible_vhost(Context& c, const std::string& name, Response& err) {
+  broker::VHost* v = c.broker.find_vhost(name);
+  if (!v) {
+    err = not_found();
+  } else if (!can_access_vhost(c, name)) {
+    err = not_authorised("Not_Authorized");
+    v = nullptr;
+  }
+  return v;
+}
+
+Response list_per_vhost(Context& c, const Request& r,
+                        const std::function<void(broker::VHost&, Json&)>& add) {
+  Json list = Json::array();
+  if (r.path.size() == 2) {
+    Response err;
+    broker::VHost* v = accessible_vhost(c, r.path[1], err);
+    if (!v) return err;
+    add(*v, list);
+    return json_response(list);
+  }
+  for (const auto& [vname, v] : c.broker.vhosts()) {
+    if (can_access_vhost(c, vname)) add(*v, list);
+  }
+  return json_response(list);
+}
+
 }  // namespace warren::management

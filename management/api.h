@@ -6,6 +6,7 @@
 // bodies ({"error": ..., "reason": ...}) follow RabbitMQ's management plugin.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -14,12 +15,14 @@
 #include <vector>
 
 #include "amqp/field_table.h"
+#include "auth/permission.h"
 #include "auth/user_store.h"
 
 namespace warren::broker {
 class Broker;
 class Connection;
 class Channel;
+class VHost;
 struct Policy;
 }  // namespace warren::broker
 
@@ -71,6 +74,22 @@ std::optional<Json> parse_body(const Request& r, Response& err);
 bool is_admin(const auth::User& u);
 bool is_monitor(const auth::User& u);
 bool can_access_vhost(const Context& c, std::string_view vhost);
+// The vhost a path names, or null with the answer in `err`: 404 when there is none, 401
+// when the caller may not see it.
+broker::VHost* accessible_vhost(Context& c, const std::string& name, Response& err);
+// GET /api/RESOURCE[/VHOST]: `add` appends one vhost's objects; every vhost the caller may
+// see, or only the one the path names.
+Response list_per_vhost(Context& c, const Request& r,
+                        const std::function<void(broker::VHost&, Json&)>& add);
+// 401 with the AMQP refusal text unless the caller may `access` the resource (queues.cpp).
+std::optional<Response> refuse_unless(Context& c, std::string_view vhost, auth::Access access,
+                                      std::string_view kind, std::string_view name);
+// A user as /api/users lists it and definitions export it (users.cpp).
+Json user_json(const auth::User& u);
+// Permission objects as /api/permissions lists them (permissions.cpp).
+Json permission_json(const std::string& user, const std::string& vhost, const auth::Permission& p);
+Json topic_permission_json(const std::string& user, const std::string& vhost,
+                           const std::string& exchange, const auth::TopicPermission& p);
 
 // FieldTable <-> JSON as RabbitMQ renders arguments and client properties.
 Json table_to_json(const amqp::FieldTable& t);

@@ -51,17 +51,7 @@ void add_vhost_bindings(broker::VHost& v, Json& list) {
 Response handle_bindings(Context& c, const Request& r) {
   if (r.method != Method::kGet) return method_not_allowed();
   if (r.path.size() > 2) return not_found();
-  if (r.path.size() == 2) {
-    if (!c.broker.find_vhost(r.path[1])) return not_found();
-    if (!can_access_vhost(c, r.path[1])) return not_authorised("Not_Authorized");
-  }
-  Json list = Json::array();
-  for (const auto& [vname, v] : c.broker.vhosts()) {
-    if (r.path.size() == 2 && vname != r.path[1]) continue;
-    if (!can_access_vhost(c, vname)) continue;
-    add_vhost_bindings(*v, list);
-  }
-  return json_response(list);
+  return list_per_vhost(c, r, [](broker::VHost& v, Json& list) { add_vhost_bindings(v, list); });
 }
 
 }  // namespace warren::management

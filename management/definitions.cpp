@@ -88,13 +88,7 @@ Json export_all(broker::Broker& b) {
   out["product_name"] = "Warren";
   out["product_version"] = kRabbitVersion;
   out["users"] = Json::array();
-  for (const auto& [name, u] : b.users().users()) {
-    out["users"].push_back(Json{{"name", name},
-                                {"password_hash", u.password_hash},
-                                {"hashing_algorithm", std::string(auth::algorithm_name(u.algorithm))},
-                                {"tags", u.tags},
-                                {"limits", Json::object()}});
-  }
+  for (const auto& [name, u] : b.users().users()) out["users"].push_back(user_json(u));
   out["vhosts"] = Json::array();
   for (const auto& [name, v] : b.vhosts()) {
     Json j{{"name", name}};
@@ -106,16 +100,12 @@ Json export_all(broker::Broker& b) {
   }
   out["permissions"] = Json::array();
   for (const auto& [key, p] : b.users().permissions()) {
-    out["permissions"].push_back(Json{{"user", key.first}, {"vhost", key.second},
-                                      {"configure", p.configure}, {"write", p.write},
-                                      {"read", p.read}});
+    out["permissions"].push_back(permission_json(key.first, key.second, p));
   }
   out["topic_permissions"] = Json::array();
   for (const auto& [key, p] : b.users().topic_permissions()) {
-    out["topic_permissions"].push_back(Json{{"user", std::get<0>(key)},
-                                            {"vhost", std::get<1>(key)},
-                                            {"exchange", std::get<2>(key)},
-                                            {"write", p.write}, {"read", p.read}});
+    const auto& [user, vhost, exchange] = key;
+    out["topic_permissions"].push_back(topic_permission_json(user, vhost, exchange, p));
   }
   out["parameters"] = Json::array();
   for (const auto& [name, v] : b.vhosts()) {

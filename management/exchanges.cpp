@@ -7,9 +7,6 @@
 
 namespace warren::management {
 
-std::optional<Response> refuse_unless(Context& c, std::string_view vhost, auth::Access access,
-                                      std::string_view kind, std::string_view name);
-
 namespace {
 Json exchange_json(const broker::VHost& v, const broker::Exchange& x) {
   Json j;
@@ -29,24 +26,16 @@ Json exchange_json(const broker::VHost& v, const broker::Exchange& x) {
 Response handle_exchanges(Context& c, const Request& r) {
   if (r.path.size() <= 2) {
     if (r.method != Method::kGet) return method_not_allowed();
-    if (r.path.size() == 2) {
-      if (!c.broker.find_vhost(r.path[1])) return not_found();
-      if (!can_access_vhost(c, r.path[1])) return not_authorised("Not_Authorized");
-    }
-    Json list = Json::array();
-    for (const auto& [vname, v] : c.broker.vhosts()) {
-      if (r.path.size() == 2 && vname != r.path[1]) continue;
-      if (!can_access_vhost(c, vname)) continue;
-      for (const auto& [xname, x] : v->exchanges()) list.push_back(exchange_json(*v, *x));
-    }
-    return json_response(list);
+    return list_per_vhost(c, r, [](broker::VHost& v, Json& list) {
+      for (const auto& [xname, x] : v.exchanges()) list.push_back(exchange_json(v, *x));
+    });
   }
   if (r.path.size() != 3) return not_found();
   const std::string& vname = r.path[1];
   const std::string xname = r.path[2] == "amq.default" ? "" : r.path[2];
-  broker::VHost* v = c.broker.find_vhost(vname);
-  if (!v) return not_found();
-  if (!can_access_vhost(c, vname)) return not_authorised("Not_Authorized");
+  Response err;
+  broker::VHost* v = accessible_vhost(c, vname, err);
+  if (!v) return err;
   broker::Exchange* x = v->find_exchange(xname);
   switch (r.method) {
     case Method::kGet:

@@ -116,26 +116,18 @@ Response handle(Context& c, const Request& r, bool operator_policy) {
   }
   if (r.path.size() <= 2) {
     if (r.method != Method::kGet) return method_not_allowed();
-    if (r.path.size() == 2) {
-      if (!c.broker.find_vhost(r.path[1])) return not_found();
-      if (!can_access_vhost(c, r.path[1])) return not_authorised("Not_Authorized");
-    }
-    Json list = Json::array();
-    for (const auto& [vname, v] : c.broker.vhosts()) {
-      if (r.path.size() == 2 && vname != r.path[1]) continue;
-      if (!can_access_vhost(c, vname)) continue;
-      for (const auto& [pname, p] : v->policies(operator_policy)) {
-        list.push_back(policy_json(vname, p));
+    return list_per_vhost(c, r, [operator_policy](broker::VHost& v, Json& list) {
+      for (const auto& [pname, p] : v.policies(operator_policy)) {
+        list.push_back(policy_json(v.name(), p));
       }
-    }
-    return json_response(list);
+    });
   }
   if (r.path.size() != 3) return not_found();
   const std::string& vname = r.path[1];
   const std::string& name = r.path[2];
-  broker::VHost* v = c.broker.find_vhost(vname);
-  if (!v) return not_found();
-  if (!can_access_vhost(c, vname)) return not_authorised("Not_Authorized");
+  Response err;
+  broker::VHost* v = accessible_vhost(c, vname, err);
+  if (!v) return err;
   const auto& policies = v->policies(operator_policy);
   switch (r.method) {
     case Method::kGet: {

@@ -59,7 +59,6 @@ Json queue_json(broker::VHost& v, broker::Queue& q) {
   return j;
 }
 
-// 401 with the AMQP refusal text unless the caller may `access` the resource.
 std::optional<Response> refuse_unless(Context& c, std::string_view vhost, auth::Access access,
                                       std::string_view kind, std::string_view name) {
   std::string_view checked = name;
@@ -73,23 +72,15 @@ std::optional<Response> refuse_unless(Context& c, std::string_view vhost, auth::
 Response handle_queues(Context& c, const Request& r) {
   if (r.path.size() <= 2) {
     if (r.method != Method::kGet) return method_not_allowed();
-    if (r.path.size() == 2) {
-      if (!c.broker.find_vhost(r.path[1])) return not_found();
-      if (!can_access_vhost(c, r.path[1])) return not_authorised("Not_Authorized");
-    }
-    Json list = Json::array();
-    for (const auto& [vname, v] : c.broker.vhosts()) {
-      if (r.path.size() == 2 && vname != r.path[1]) continue;
-      if (!can_access_vhost(c, vname)) continue;
-      for (const auto& [qname, q] : v->queues()) list.push_back(queue_json(*v, *q));
-    }
-    return json_response(list);
+    return list_per_vhost(c, r, [](broker::VHost& v, Json& list) {
+      for (const auto& [qname, q] : v.queues()) list.push_back(queue_json(v, *q));
+    });
   }
   const std::string& vname = r.path[1];
   const std::string& qname = r.path[2];
-  broker::VHost* v = c.broker.find_vhost(vname);
-  if (!v) return not_found();
-  if (!can_access_vhost(c, vname)) return not_authorised("Not_Authorized");
+  Response err;
+  broker::VHost* v = accessible_vhost(c, vname, err);
+  if (!v) return err;
   broker::Queue* q = v->find_queue(qname);
   if (r.path.size() == 4 && r.path[3] == "contents") {
     if (r.method != Method::kDelete) return method_not_allowed();

@@ -5,7 +5,6 @@
 
 namespace warren::management {
 
-namespace {
 Json user_json(const auth::User& u) {
   Json j;
   j["name"] = u.name;
@@ -15,11 +14,6 @@ Json user_json(const auth::User& u) {
   j["limits"] = Json::object();
   return j;
 }
-}  // namespace
-
-Json permission_json(const std::string& user, const std::string& vhost, const auth::Permission& p);
-Json topic_permission_json(const std::string& user, const std::string& vhost,
-                           const std::string& exchange, const auth::TopicPermission& p);
 
 Response handle_users(Context& c, const Request& r) {
   if (!is_admin(c.user)) return not_authorised("Not administrator user");
