@@ -90,6 +90,23 @@ broker::VHost* accessible_vhost(Context& c, const std::string& name, Response& e
 // see, or only the one the path names.
 Response list_per_vhost(Context& c, const Request& r,
                         const std::function<void(broker::VHost&, Json&)>& add);
+// A list endpoint's answer with RabbitMQ's query parameters applied: `sort` (a dotted field
+// path) and `sort_reverse`, `columns` (dotted paths to keep), and `page`/`page_size` (at
+// most 500) with the `name` filter (`use_regex`), answered as {"items": [...], "page": ...}.
+Response list_response(const Request& r, Json list);
+// A list item whose JSON is built only when needed: a page of 100 out of 100,000 queues
+// builds 100 objects. `build` returns nullopt when the object went away meanwhile.
+struct LazyItem {
+  std::string vhost, name;
+  std::function<std::optional<Json>()> build;
+  // A cheap sort key for the fields most often sorted on (null: use build()).
+  std::function<std::optional<Json>(const std::string& field)> key;
+};
+// list_per_vhost for lazy items: filters, sorts by name or vhost and pages without building
+// anything else; a sort on another field builds one object at a time for its key. A long
+// list is built in slices between which the broker goes on with its other work.
+Response lazy_list_per_vhost(Context& c, const Request& r,
+                             const std::function<void(broker::VHost&, std::vector<LazyItem>&)>& add);
 // 401 with the AMQP refusal text unless the caller may `access` the resource (queues.cpp).
 std::optional<Response> refuse_unless(Context& c, std::string_view vhost, auth::Access access,
                                       std::string_view kind, std::string_view name);

@@ -96,7 +96,7 @@ Response handle_connections(Context& c, const Request& r) {
     Json list = Json::array();
     for (broker::Connection* conn : c.broker.connections())
       if (visible(c, *conn)) list.push_back(connection_json(*conn));
-    return json_response(list);
+    return list_response(r, std::move(list));
   }
   broker::Connection* conn = find_connection(c, r.path[1]);
   if (r.path.size() == 3 && r.path[2] == "channels") {
@@ -104,7 +104,7 @@ Response handle_connections(Context& c, const Request& r) {
     if (!conn) return not_found();
     Json list = Json::array();
     for (const auto& [id, ch] : conn->channels()) list.push_back(channel_json(*ch));
-    return json_response(list);
+    return list_response(r, std::move(list));
   }
   if (r.path.size() != 2) return not_found();
   switch (r.method) {
@@ -138,7 +138,7 @@ Response handle_channels(Context& c, const Request& r) {
     }
   }
   if (r.path.size() != 1) return not_found();
-  return json_response(list);
+  return list_response(r, std::move(list));
 }
 
 Response handle_consumers(Context& c, const Request& r) {
@@ -166,7 +166,7 @@ Response handle_consumers(Context& c, const Request& r) {
       }
     }
   }
-  return json_response(list);
+  return list_response(r, std::move(list));
 }
 
 }  // namespace warren::management

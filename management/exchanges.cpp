@@ -28,8 +28,16 @@ Json exchange_json(const broker::VHost& v, const broker::Exchange& x) {
 Response handle_exchanges(Context& c, const Request& r) {
   if (r.path.size() <= 2) {
     if (r.method != Method::kGet) return method_not_allowed();
-    return list_per_vhost(c, r, [](broker::VHost& v, Json& list) {
-      for (const auto& [xname, x] : v.exchanges()) list.push_back(exchange_json(v, *x));
+    broker::Broker* b = &c.broker;
+    return lazy_list_per_vhost(c, r, [b](broker::VHost& v, std::vector<LazyItem>& list) {
+      for (const auto& [xname, x] : v.exchanges()) {
+        list.push_back(LazyItem{v.name(), xname, [b, vname = v.name(), xn = xname]() -> std::optional<Json> {
+                                  broker::VHost* vh = b->find_vhost(vname);
+                                  broker::Exchange* found = vh ? vh->find_exchange(xn) : nullptr;
+                                  if (!found) return std::nullopt;
+                                  return exchange_json(*vh, *found);
+                                }});
+      }
     });
   }
   const std::string& vname = r.path[1];

@@ -6,6 +6,7 @@
 #include <boost/beast/version.hpp>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <openssl/rand.h>
 #include <unistd.h>
 
@@ -168,6 +169,11 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
     beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
     http::async_write(stream_, *res,
                       [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
+                        if (res->body().size() > (8u << 20)) {
+                          // A large answer (a full list of 100k queues) leaves its JSON
+                          // and text in freed heap pages: give them back to the system.
+                          boost::asio::post(self->stream_.get_executor(), [] { malloc_trim(0); });
+                        }
                         if (ec || !res->keep_alive()) return self->close();
                         self->read();
                       });

@@ -53,7 +53,7 @@ Response handle_permissions(Context& c, const Request& r) {
     Json list = Json::array();
     for (const auto& [key, p] : users.permissions())
       list.push_back(permission_json(key.first, key.second, p));
-    return json_response(list);
+    return list_response(r, std::move(list));
   }
   if (r.path.size() != 3) return not_found();
   const std::string& vhost = r.path[1];
@@ -116,7 +116,7 @@ Response handle_topic_permissions(Context& c, const Request& r) {
     case Method::kGet: {
       Json list = list_where([&](const auto& u, const auto& v) { return u == user && v == vhost; });
       if (list.empty()) return not_found();
-      return json_response(list);
+      return list_response(r, std::move(list));
     }
     case Method::kPut: {
       if (!vhost_and_user(c, r, err)) return err;

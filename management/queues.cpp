@@ -74,8 +74,26 @@ std::optional<Response> refuse_unless(Context& c, std::string_view vhost, auth::
 Response handle_queues(Context& c, const Request& r) {
   if (r.path.size() <= 2) {
     if (r.method != Method::kGet) return method_not_allowed();
-    return list_per_vhost(c, r, [](broker::VHost& v, Json& list) {
-      for (const auto& [qname, q] : v.queues()) list.push_back(queue_json(v, *q));
+    broker::Broker* b = &c.broker;
+    return lazy_list_per_vhost(c, r, [b](broker::VHost& v, std::vector<LazyItem>& list) {
+      for (const auto& [qname, q] : v.queues()) {
+        list.push_back(LazyItem{v.name(), qname, [b, vname = v.name(), qn = qname]() -> std::optional<Json> {
+                                  broker::VHost* vh = b->find_vhost(vname);
+                                  broker::Queue* found = vh ? vh->find_queue(qn) : nullptr;
+                                  if (!found) return std::nullopt;
+                                  return queue_json(*vh, *found);
+                                },
+                                [q = q.get()](const std::string& field) -> std::optional<Json> {
+                                  // Read at once, while the queue is certainly alive.
+                                  if (field == "messages") return q->ready_count() + q->unacked_count();
+                                  if (field == "messages_ready") return q->ready_count();
+                                  if (field == "messages_unacknowledged") return q->unacked_count();
+                                  if (field == "consumers") return q->consumer_count();
+                                  if (field == "message_bytes") return q->ready_bytes();
+                                  if (field == "durable") return q->durable();
+                                  return std::nullopt;
+                                }});
+      }
     });
   }
   const std::string& vname = r.path[1];

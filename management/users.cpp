@@ -22,7 +22,7 @@ Response handle_users(Context& c, const Request& r) {
     if (r.method != Method::kGet) return method_not_allowed();
     Json list = Json::array();
     for (const auto& [name, u] : users.users()) list.push_back(user_json(u));
-    return json_response(list);
+    return list_response(r, std::move(list));
   }
   const std::string& name = r.path[1];
   if (r.path.size() == 3 && (r.path[2] == "permissions" || r.path[2] == "topic-permissions")) {
@@ -38,7 +38,7 @@ Response handle_users(Context& c, const Request& r) {
         if (u == name) list.push_back(topic_permission_json(u, v, x, p));
       }
     }
-    return json_response(list);
+    return list_response(r, std::move(list));
   }
   if (r.path.size() != 2) return not_found();
   const auth::User* existing = users.find(name);

@@ -24,7 +24,7 @@ Response handle_vhost_limits(Context& c, const Request& r) {
       const auto* info = c.broker.vhost_info(name);
       if (info && !info->limits.empty()) list.push_back(limits_json(name, *info));
     }
-    return json_response(list);
+    return list_response(r, std::move(list));
   }
   if (r.path.size() != 3) return not_found();
   if (!is_admin(c.user)) return not_authorised("Not administrator user");

@@ -37,7 +37,7 @@ Response handle_vhosts(Context& c, const Request& r) {
     for (const auto& [name, v] : c.broker.vhosts()) {
       if (can_access_vhost(c, name)) list.push_back(vhost_json(c, name, *v));
     }
-    return json_response(list);
+    return list_response(r, std::move(list));
   }
   if (r.path.size() != 2) return not_found();
   const std::string& name = r.path[1];
