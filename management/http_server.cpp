@@ -82,6 +82,7 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
   tcp::socket& socket_() { return beast::get_lowest_layer(stream_).socket(); }
 
   void read() {
+    head_ = false;
     parser_.emplace();
     parser_->header_limit(16 * 1024);
     parser_->body_limit(HttpServer::kMaxBody);
@@ -104,6 +105,7 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
     if (ec) return close();  // EOF, timeout, malformed HTTP
     auto& req = parser_->get();
     keep_alive_ = req.keep_alive();
+    head_ = req.method() == http::verb::head;
     Request r;
     r.method = method_of(req.method());
     r.body = std::move(req.body());
@@ -155,6 +157,9 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
     res->keep_alive(keep_alive_ && then_read);
     res->body() = std::move(resp.body);
     res->prepare_payload();
+    // A response to HEAD has the headers of the GET response (Content-Length included) and
+    // no body (RFC 9110 9.3.2); a body would be read as the start of the next response.
+    if (head_) res->body().clear();
     beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
     http::async_write(stream_, *res,
                       [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
@@ -171,6 +176,7 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
   std::shared_ptr<bool> server_alive_;
   bool loopback_ = false;
   bool keep_alive_ = true;
+  bool head_ = false;  // the request being answered is a HEAD
 };
 
 HttpServer::HttpServer(asio::io_context& io, broker::Broker& broker, asio::ssl::context* tls,
