@@ -13,6 +13,7 @@
 
 #include "broker/broker.h"
 #include "common/log.h"
+#include "management/console_page.h"
 #include "management/router.h"
 
 namespace warren::management {
@@ -112,11 +113,15 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
     if (auto it = req.find("x-reason"); it != req.end()) r.reason_header = std::string(it->value());
     Response resp;
     std::string_view target(req.target().data(), req.target().size());
-    const std::string_view metrics_path = target.substr(0, target.find('?'));
-    if (metrics_path == "/metrics" || metrics_path == "/metrics/per-object") {
-      resp = r.method == Method::kGet || r.method == Method::kHead
-                 ? handle_metrics(broker_, metrics_path != "/metrics")
-                 : method_not_allowed();
+    const std::string_view path = target.substr(0, target.find('?'));
+    const bool get_or_head = r.method == Method::kGet || r.method == Method::kHead;
+    if (path == "/metrics" || path == "/metrics/per-object") {
+      resp = get_or_head ? handle_metrics(broker_, path != "/metrics") : method_not_allowed();
+    } else if (!server_.metrics_only() && (path == "/" || path == "/index.html")) {
+      // The console page needs no credentials: it asks for them and sends them with each
+      // API call, as RabbitMQ's UI at "/" does.
+      resp = get_or_head ? Response{200, std::string(kConsolePage), "text/html; charset=utf-8"}
+                         : method_not_allowed();
     } else if (server_.metrics_only() || !parse_target(target, r)) {
       resp = not_found();
     } else {
