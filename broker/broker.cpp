@@ -132,6 +132,9 @@ void Broker::tick() {
     check_alarms();
   }
   if (!store_waiters_.empty() && !store_congested()) release_store_waiters();
+  if (now - last_stats_sample_ >= static_cast<int64_t>(config_.collect_statistics_interval_ms)) {
+    sample_stats();
+  }
   std::vector<Connection*> all(connections_.begin(), connections_.end());
   for (Connection* c : all) {
     c->check_consumer_timeouts(now);
@@ -142,6 +145,18 @@ void Broker::tick() {
   tick_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (!ec) tick();
   });
+}
+
+void Broker::sample_stats() {
+  const int64_t now = now_ms();
+  const double seconds = last_stats_sample_ ? (now - last_stats_sample_) / 1000.0 : 0.0;
+  last_stats_sample_ = now;
+  stats_.sample(seconds);
+  for (auto& [vname, v] : vhosts_) {
+    for (auto& [qname, q] : v->queues()) q->sample_stats(seconds);
+    for (auto& [xname, x] : v->exchanges()) x->stats.sample(seconds);
+  }
+  for (Connection* c : connections_) c->sample_stats(seconds);
 }
 
 void Broker::hold_until_committed(MessagePtr m) {

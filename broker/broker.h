@@ -50,6 +50,11 @@ class Broker {
     f(*store_);
   }
   uint64_t store_writes() const { return store_writes_; }
+  // The broker's message counters and rates (RabbitMQ's overview message_stats).
+  MessageStats& stats() { return stats_; }
+  // Samples the rates of the broker, every queue, exchange and channel now (the tick does
+  // it every collect_statistics_interval).
+  void sample_stats();
   // The store for paging (swap writes are not counted as durable writes), or null when there
   // is none or recovery is running.
   persistence::Store* paging_store() const { return recovering_ ? nullptr : store_; }
@@ -163,6 +168,8 @@ class Broker {
   persistence::Store* store_ = nullptr;
   bool recovering_ = false;
   uint64_t store_writes_ = 0;
+  MessageStats stats_;
+  int64_t last_stats_sample_ = 0;
   uint64_t last_message_id_ = 0;
   std::vector<MessagePtr> in_flight_;
   uint64_t in_flight_bytes_ = 0;  // of in_flight_

@@ -21,8 +21,8 @@ std::string quote_bool(bool b) { return b ? "'true'" : "'false'"; }
 
 bool has_reserved_prefix(std::string_view name) { return name.rfind("amq.", 0) == 0; }
 
-// The expiration property: a non-negative integer of milliseconds, as RabbitMQ's
-// rabbit_basic:parse_expiration reads it; anything else is 406.
+}  // namespace
+
 int64_t parse_expiration(std::string_view s) {
   std::string err;
   size_t i = 0;
@@ -45,6 +45,7 @@ int64_t parse_expiration(std::string_view s) {
   return v;
 }
 
+namespace {
 // RabbitMQ's name for a field value's type in inequivalence messages.
 std::string type_name(const amqp::FieldValue& v) {
   switch (v.type_char()) {
@@ -900,7 +901,11 @@ void Channel::request_confirm_sync() {
 bool Channel::publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
                       const MessagePtr& msg) {
   auto no_route = [&] {
-    if (!mandatory) return;
+    if (!mandatory) {
+      count(MessageStats::kDropUnroutable);
+      return;
+    }
+    count(MessageStats::kReturnUnroutable);
     amqp::BasicReturn ret;
     ret.reply_code = 312;
     ret.reply_text = "NO_ROUTE";
@@ -909,6 +914,7 @@ bool Channel::publish(const std::string& exchange, const std::string& routing_ke
     conn_.send_content(id_, ret, msg);
   };
   VHost& vh = vhost();
+  count(MessageStats::kPublish);
   route_scratch_.clear();  // read after publish() for flow control: never stale
   static constexpr std::string_view kReplyPrefix = "amq.rabbitmq.reply-to.";
   if (exchange.empty() && routing_key.size() > kReplyPrefix.size() &&
@@ -923,6 +929,7 @@ bool Channel::publish(const std::string& exchange, const std::string& routing_ke
   }
   Exchange* x = exchange.empty() ? nullptr : vh.find_exchange(exchange);
   if (!exchange.empty() && !x) return true;  // deleted since (tx commit): dropped, as RabbitMQ
+  if (x) x->stats.add(MessageStats::kPublish);
 
   // Sender-selected distribution: CC and BCC headers add routing keys; BCC is removed.
   std::vector<std::string> extra_keys;
@@ -965,6 +972,7 @@ bool Channel::publish(const std::string& exchange, const std::string& routing_ke
     no_route();
     return true;
   }
+  if (x) x->stats.add(MessageStats::kPublishOut);
   // enqueue() may dead-letter, which routes through the vhost's own scratch, not this one.
   bool accepted = true;
   for (Queue* q : route_scratch_) accepted = q->enqueue(msg) && accepted;
@@ -991,6 +999,11 @@ void Channel::flush_confirms() {
   }
   auto ack_upto = [this](uint64_t upto) {
     if (upto <= acked_upto_) return;
+    count(MessageStats::kConfirm);
+    if (upto - acked_upto_ > 1) {
+      stats_.add(MessageStats::kConfirm, upto - acked_upto_ - 1);
+      conn_.broker().stats().add(MessageStats::kConfirm, upto - acked_upto_ - 1);
+    }
     amqp::BasicAck ack;
     ack.delivery_tag = upto;
     ack.multiple = upto - acked_upto_ > 1;
@@ -1058,9 +1071,12 @@ void Channel::on_basic_get(const amqp::BasicGet& m) {
     return;
   }
   if (!e) {
+    count(MessageStats::kGetEmpty, &q);
     reply(amqp::BasicGetEmpty{});
     return;
   }
+  count(m.no_ack ? MessageStats::kGetNoAck : MessageStats::kGet, &q);
+  if (e->redelivered) count(MessageStats::kRedeliver, &q);
   const uint64_t tag = next_delivery_tag_++;
   amqp::BasicGetOk ok;
   ok.delivery_tag = tag;
@@ -1089,6 +1105,8 @@ void Channel::deliver(Consumer& c, Queue& q, QueueEntry e) {
   d.consumer_tag = c.tag;
   d.delivery_tag = tag;
   d.redelivered = e.redelivered;
+  count(c.no_ack ? MessageStats::kDeliverNoAck : MessageStats::kDeliver, &q);
+  if (e.redelivered) count(MessageStats::kRedeliver, &q);
   d.exchange = e.message->exchange;
   d.routing_key = e.message->routing_key;
   conn_.send_content(id_, d, e.message);
@@ -1139,8 +1157,15 @@ void Channel::settle_one(Unacked& u, SettleKind kind, bool requeue) {
   } else if (kind == SettleKind::kReject) {
     u.queue->reject(std::move(u.entry));
   } else {
+    stats_.add(MessageStats::kAck);  // the queue counts it for itself and the broker
     u.queue->ack(u.entry);
   }
+}
+
+void Channel::count(MessageStats::Field f, Queue* q) {
+  stats_.add(f);
+  conn_.broker().stats().add(f);
+  if (q) q->stats().add(f);
 }
 
 void Channel::settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue, bool check) {

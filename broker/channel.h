@@ -28,6 +28,9 @@ struct Exchange;
 // queue.declare's argument checks, shared with the management API: RabbitMQ's 406 text for
 // the first bad argument of a queue described by `where` ("queue 'q' in vhost '/'"), or "".
 std::string queue_arguments_error(const amqp::FieldTable& args, const std::string& where);
+// The expiration property: a non-negative integer of milliseconds, as RabbitMQ's
+// rabbit_basic:parse_expiration reads it; anything else throws ChannelError (406).
+int64_t parse_expiration(std::string_view s);
 // Throws ChannelError (406) when a redeclaration's arguments differ from the queue's.
 void check_equivalent_args(const amqp::FieldTable& current, const amqp::FieldTable& received,
                            const std::string& what);
@@ -62,6 +65,8 @@ class Channel {
   void kick_consumers();
 
   size_t unacked_count() const { return unacked_live_; }
+  // RabbitMQ's per-channel message_stats.
+  MessageStats& stats() { return stats_; }
   // Management (/api/channels, /api/consumers).
   const std::map<std::string, ConsumerPtr, std::less<>>& consumers() const { return consumers_; }
   uint32_t consumer_prefetch() const { return consumer_prefetch_; }
@@ -74,6 +79,9 @@ class Channel {
   void deliver_reply(const MessagePtr& m, std::string_view routing_key);
 
  private:
+  // Counts `f` for this channel, the broker and, when given, the queue.
+  void count(MessageStats::Field f, Queue* q = nullptr);
+  MessageStats stats_;
   struct Unacked {
     uint64_t tag = 0;
     QueuePtr queue;

@@ -560,6 +560,10 @@ void Connection::close_channel(uint16_t id) {
   channels_.erase(it);
 }
 
+void Connection::sample_stats(double seconds) {
+  for (auto& [id, ch] : channels_) ch->stats().sample(seconds);
+}
+
 void Connection::release_channels() {
   if (released_) return;
   released_ = true;

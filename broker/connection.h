@@ -164,6 +164,12 @@ class Connection {
   // close anyway (a refused login to a client with authentication_failure_close).
   void fail(const amqp::AmqpError& e, bool even_in_handshake = false);
   void release_channels();
+
+ public:
+  // Samples the message rates of its channels (Broker::sample_stats).
+  void sample_stats(double seconds);
+
+ private:
   void close_channel(uint16_t id);
 
   Broker& broker_;

@@ -348,6 +348,7 @@ bool Queue::enqueue(MessagePtr m) {
     }
     return false;
   }
+  stats_.add(MessageStats::kPublish);
   e.message = std::move(m);
   if (stores(*e.message)) {
     Broker& b = vhost_->broker();
@@ -474,6 +475,8 @@ void Queue::note_delivered(const QueueEntry& e) {
 
 void Queue::ack(QueueEntry& e) {
   --unacked_;
+  stats_.add(MessageStats::kAck);
+  vhost_->broker().stats().add(MessageStats::kAck);
   if (!deleted_) forget(e);
   e.message.reset();
 }

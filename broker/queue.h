@@ -31,6 +31,7 @@
 
 #include "amqp/field_table.h"
 #include "broker/message.h"
+#include "broker/message_stats.h"
 #include "persistence/store.h"
 
 namespace warren::broker {
@@ -111,6 +112,19 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   static constexpr uint64_t kEntryOverhead = 320;
   uint64_t memory_bytes() const { return ready_bytes_ + ready_count_ * kEntryOverhead; }
   size_t unacked_count() const { return unacked_; }
+  // Message counters and rates (RabbitMQ's per-queue message_stats), and the rates of
+  // change of its length, sampled by Broker's statistics tick.
+  MessageStats& stats() { return stats_; }
+  const MessageStats& stats() const { return stats_; }
+  void sample_stats(double seconds) {
+    stats_.sample(seconds);
+    messages_rate_.sample(static_cast<int64_t>(ready_count() + unacked_), seconds);
+    ready_rate_.sample(static_cast<int64_t>(ready_count()), seconds);
+    unacked_rate_.sample(static_cast<int64_t>(unacked_), seconds);
+  }
+  double messages_rate() const { return messages_rate_.rate; }
+  double ready_rate() const { return ready_rate_.rate; }
+  double unacked_rate() const { return unacked_rate_.rate; }
   size_t consumer_count() const { return consumers_.size(); }
   const std::vector<Consumer*>& consumers() const { return consumers_; }
 
@@ -217,6 +231,8 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   size_t entries_with_expiry_ = 0;
   uint64_t next_seq_ = 1;
   size_t unacked_ = 0;
+  MessageStats stats_;
+  GaugeRate messages_rate_, ready_rate_, unacked_rate_;
   std::vector<Consumer*> consumers_;  // in registration order
   size_t next_consumer_ = 0;
 

@@ -42,6 +42,7 @@ struct Exchange {
   std::unique_ptr<exchange::ExchangeType> impl;
   std::vector<exchange::Binding> bindings;  // bindings with this exchange as source
   size_t bound_as_destination = 0;
+  MessageStats stats;  // publish (RabbitMQ's publish_in) and publish_out
 };
 
 class VHost {

@@ -135,6 +135,11 @@ bool Config::apply(const std::string& key, const std::string& value) {
     handshake_timeout_ms = parse_uint<uint32_t>(key, value, 0xFFFFFFFFu);
   } else if (key == "max_message_size") {
     max_message_size = parse_uint<uint64_t>(key, value, 536870912);
+  } else if (key == "collect_statistics_interval") {
+    collect_statistics_interval_ms = parse_uint<uint64_t>(key, value, 86'400'000);
+    if (collect_statistics_interval_ms < 100) {
+      throw ConfigError("collect_statistics_interval must be at least 100 (ms)");
+    }
   } else if (key == "consumer_timeout") {
     consumer_timeout_ms = parse_uint<uint64_t>(key, value, UINT64_MAX);
   } else if (key == "default_user") {

@@ -54,6 +54,8 @@ struct Config {
   uint32_t handshake_timeout_ms = 10000;
   uint64_t max_message_size = 134217728;
   uint64_t consumer_timeout_ms = 1800000;
+  // How often message rates are sampled (RabbitMQ's collect_statistics_interval, ms).
+  uint64_t collect_statistics_interval_ms = 5000;
   std::string default_user = "guest";
   std::string default_pass = "guest";
   std::string default_vhost = "/";

@@ -20,6 +20,7 @@ Response method_not_allowed() {
   return error_response(405, "Method Not Allowed", "Method Not Allowed");
 }
 Response no_content() { return Response{204, ""}; }
+Response deferred() { return Response{0, ""}; }
 Response created() { return Response{201, ""}; }
 Response bad_request(std::string_view reason) { return error_response(400, "bad_request", reason); }
 Response not_authorised(std::string_view reason) {

@@ -23,6 +23,8 @@ class Broker;
 class Connection;
 class Channel;
 class VHost;
+class Queue;
+struct Exchange;
 struct Policy;
 }  // namespace warren::broker
 
@@ -45,6 +47,7 @@ struct Response {
   unsigned status = 200;
   std::string body;  // JSON text, or empty
   std::string content_type = "application/json";
+  std::string location;  // Location header (201 of a new binding)
 };
 
 struct Context {
@@ -53,6 +56,9 @@ struct Context {
   // warrenctl on this machine (HttpServer::local_token): like rabbitmqctl, it is not bound
   // by the AMQP permissions of any user.
   bool local_operator = false;
+  // For an answer that cannot be given at once (a get waiting for a paged-out queue head):
+  // the handler returns deferred() and later calls this, on the broker's thread.
+  std::function<void(Response)> reply_later;
 };
 
 Response json_response(const Json& j, unsigned status = 200);
@@ -60,6 +66,8 @@ Response error_response(unsigned status, std::string_view error, std::string_vie
 Response not_found();
 Response method_not_allowed();
 Response no_content();
+// "The answer comes later through Context::reply_later" (status 0 is never sent).
+Response deferred();
 Response created();
 Response bad_request(std::string_view reason);
 // 401 {"error":"not_authorised","reason":"Not administrator user"} and the like.
@@ -91,6 +99,12 @@ Json permission_json(const std::string& user, const std::string& vhost, const au
 Json topic_permission_json(const std::string& user, const std::string& vhost,
                            const std::string& exchange, const auth::TopicPermission& p);
 
+// POST /api/exchanges/{vhost}/{name}/publish and /api/queues/{vhost}/{name}/get
+// (messages.cpp).
+Response publish_message(Context& c, const Request& r, broker::VHost& v, const std::string& xname);
+Response get_messages(Context& c, const Request& r, const std::string& vname,
+                      const std::string& qname);
+
 // FieldTable <-> JSON as RabbitMQ renders arguments and client properties.
 Json table_to_json(const amqp::FieldTable& t);
 // nullopt when a value has no AMQP type (null).
@@ -115,6 +129,11 @@ Response handle_vhost_limits(Context& c, const Request& r);
 Response handle_queues(Context& c, const Request& r);
 Response handle_exchanges(Context& c, const Request& r);
 Response handle_bindings(Context& c, const Request& r);
+// GET /api/exchanges/{vhost}/{name}/bindings/{source|destination} and
+// /api/queues/{vhost}/{name}/bindings (bindings.cpp).
+Response handle_exchange_bindings(Context& c, const Request& r, broker::VHost& v,
+                                  broker::Exchange& x);
+Response handle_queue_bindings(Context& c, const Request& r, broker::VHost& v, broker::Queue& q);
 Response handle_connections(Context& c, const Request& r);
 Response handle_channels(Context& c, const Request& r);
 Response handle_consumers(Context& c, const Request& r);

@@ -30,13 +30,18 @@ Response handle_exchanges(Context& c, const Request& r) {
       for (const auto& [xname, x] : v.exchanges()) list.push_back(exchange_json(v, *x));
     });
   }
-  if (r.path.size() != 3) return not_found();
   const std::string& vname = r.path[1];
   const std::string xname = r.path[2] == "amq.default" ? "" : r.path[2];
   Response err;
   broker::VHost* v = accessible_vhost(c, vname, err);
   if (!v) return err;
   broker::Exchange* x = v->find_exchange(xname);
+  if (r.path.size() == 4 && r.path[3] == "publish") return publish_message(c, r, *v, xname);
+  if (r.path.size() >= 4 && r.path[3] == "bindings") {
+    if (!x) return not_found();
+    return handle_exchange_bindings(c, r, *v, *x);
+  }
+  if (r.path.size() != 3) return not_found();
   switch (r.method) {
     case Method::kGet:
       if (!x) return not_found();

@@ -131,21 +131,30 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
       }
       const uint64_t writes_before = broker_.store_writes();
       try {
-        resp = route(broker_, r, authz, loopback_, server_.local_token());
+        resp = route(broker_, r, authz, loopback_, server_.local_token(),
+                     [self = this->shared_from_this(), writes_before](Response later) {
+                       self->finish(std::move(later), writes_before);
+                     });
       } catch (const std::exception& e) {
         WLOG_ERROR("management API: {} failed: {}", std::string(req.target()), e.what());
         resp = error_response(500, "internal_server_error", e.what());
       }
-      // A change of durable state is answered once it is committed.
-      if (broker_.store_writes() != writes_before && broker_.store()) {
-        broker_.store()->sync([self = this->shared_from_this(), resp](bool ok) {
-          self->write(ok ? resp
-                         : error_response(500, "internal_server_error",
-                                          "the change could not be stored"),
-                      true);
-        });
-        return;
-      }
+      if (resp.status == 0) return;  // deferred: the handler answers through reply_later
+      return finish(std::move(resp), writes_before);
+    }
+    write(std::move(resp), true);
+  }
+
+  // A change of durable state is answered once it is committed.
+  void finish(Response resp, uint64_t writes_before) {
+    if (broker_.store_writes() != writes_before && broker_.store()) {
+      broker_.store()->sync([self = this->shared_from_this(), resp](bool ok) {
+        self->write(ok ? resp
+                       : error_response(500, "internal_server_error",
+                                        "the change could not be stored"),
+                    true);
+      });
+      return;
     }
     write(std::move(resp), true);
   }
@@ -159,6 +168,7 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
       res->set(http::field::www_authenticate, "Basic realm=\"RabbitMQ Management\"");
     }
     res->set(http::field::cache_control, "no-cache");
+    if (!resp.location.empty()) res->set(http::field::location, resp.location);
     res->keep_alive(keep_alive_ && then_read);
     res->body() = std::move(resp.body);
     res->prepare_payload();

@@ -82,6 +82,11 @@ Response handle_queues(Context& c, const Request& r) {
   broker::VHost* v = accessible_vhost(c, vname, err);
   if (!v) return err;
   broker::Queue* q = v->find_queue(qname);
+  if (r.path.size() == 4 && r.path[3] == "get") return get_messages(c, r, vname, qname);
+  if (r.path.size() == 4 && r.path[3] == "bindings") {
+    if (!q) return not_found();
+    return handle_queue_bindings(c, r, *v, *q);
+  }
   if (r.path.size() == 4 && r.path[3] == "contents") {
     if (r.method != Method::kDelete) return method_not_allowed();
     if (!q) return not_found();

@@ -135,13 +135,14 @@ bool parse_target(std::string_view target, Request& out) {
 }
 
 Response route(broker::Broker& broker, const Request& r, std::string_view authorization,
-                bool loopback, std::string_view local_token) {
+                bool loopback, std::string_view local_token,
+                std::function<void(Response)> reply_later) {
   Response err;
   const auth::User* user = authenticate(broker, authorization, loopback, local_token, err);
   if (!user) return err;
   // Copy: a handler may delete the very user that is calling.
   const auth::User caller = *user;
-  Context c{broker, caller, user == &kLocalOperator};
+  Context c{broker, caller, user == &kLocalOperator, std::move(reply_later)};
   if (r.path.empty()) return not_found();
   const std::string& what = r.path[0];
   if (what == "overview") return handle_overview(c, r);

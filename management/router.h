@@ -19,7 +19,9 @@ std::string percent_decode(std::string_view s, bool* ok);
 // loopback address (loopback_users may only log in from there).
 // `local_token` (may be empty) is HttpServer::local_token(): "warrenctl" with it, from
 // loopback, is the local operator with administrator rights.
+// A deferred() answer (status 0) comes later through `reply_later`.
 Response route(broker::Broker& broker, const Request& r, std::string_view authorization,
-               bool loopback, std::string_view local_token = {});
+               bool loopback, std::string_view local_token = {},
+               std::function<void(Response)> reply_later = {});
 
 }  // namespace warren::management

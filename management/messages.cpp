@@ -1,0 +1,385 @@
+// POST /api/exchanges/{vhost}/{name}/publish and POST /api/queues/{vhost}/{name}/get:
+// RabbitMQ's "publish a message" and "get messages" for people and scripts, with its request
+// and answer shapes and error bodies (checked against RabbitMQ 3.10.8).
+#include <charconv>
+
+#include "amqp/properties.h"
+#include "broker/broker.h"
+#include "broker/channel.h"
+#include "common/base64.h"
+#include "management/api.h"
+
+namespace warren::management {
+
+namespace {
+// Strings the properties' string_views point into while they are encoded.
+struct PropertyStrings {
+  std::vector<std::string> held;
+  std::string_view keep(std::string s) {
+    held.push_back(std::move(s));
+    return held.back();
+  }
+  PropertyStrings() { held.reserve(16); }
+};
+
+// RabbitMQ's 400 reason for a bad property value: ["not_int","delivery_mode"] and the like.
+Response bad_property(const char* what, const std::string& key) {
+  return json_response(Json{{"error", "bad_request"}, {"reason", Json::array({what, key})}}, 400);
+}
+
+// Builds the raw property bytes from the "properties" object of a publish request. Keys
+// RabbitMQ does not know are ignored, as it does.
+std::optional<std::string> encode_properties(const Json& in, Response& err) {
+  amqp::BasicProperties p;
+  PropertyStrings strings;
+  using F = amqp::BasicProperties;
+  struct Str {
+    const char* key;
+    std::string_view F::*field;
+    F::Flag flag;
+  };
+  static const Str kStrings[] = {
+      {"content_type", &F::content_type, F::kContentType},
+      {"content_encoding", &F::content_encoding, F::kContentEncoding},
+      {"correlation_id", &F::correlation_id, F::kCorrelationId},
+      {"reply_to", &F::reply_to, F::kReplyTo},
+      {"expiration", &F::expiration, F::kExpiration},
+      {"message_id", &F::message_id, F::kMessageId},
+      {"type", &F::type, F::kType},
+      {"user_id", &F::user_id, F::kUserId},
+      {"app_id", &F::app_id, F::kAppId},
+      {"cluster_id", &F::cluster_id, F::kClusterId},
+  };
+  for (const auto& s : kStrings) {
+    auto it = in.find(s.key);
+    if (it == in.end()) continue;
+    if (!it->is_string()) {
+      err = bad_property("not_string", s.key);
+      return std::nullopt;
+    }
+    p.*s.field = strings.keep(it->get<std::string>());
+    p.flags |= s.flag;
+  }
+  auto integer = [&](const char* key, int64_t max, int64_t& out) {
+    auto it = in.find(key);
+    if (it == in.end()) return true;
+    if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > max) {
+      err = bad_property("not_int", key);
+      return false;
+    }
+    out = it->get<int64_t>();
+    return true;
+  };
+  int64_t mode = -1, priority = -1, timestamp = -1;
+  if (!integer("delivery_mode", 255, mode) || !integer("priority", 255, priority) ||
+      !integer("timestamp", INT64_MAX, timestamp)) {
+    return std::nullopt;
+  }
+  if (mode >= 0) {
+    p.delivery_mode = static_cast<uint8_t>(mode);
+    p.flags |= F::kDeliveryMode;
+  }
+  if (priority >= 0) {
+    p.priority = static_cast<uint8_t>(priority);
+    p.flags |= F::kPriority;
+  }
+  if (timestamp >= 0) {
+    p.timestamp = static_cast<uint64_t>(timestamp);
+    p.flags |= F::kTimestamp;
+  }
+  if (auto it = in.find("headers"); it != in.end()) {
+    auto table = it->is_object() ? json_to_table(*it) : std::nullopt;
+    if (!table) {
+      err = bad_property("not_table", "headers");
+      return std::nullopt;
+    }
+    p.headers = std::move(*table);
+    p.flags |= F::kHeaders;
+  }
+  std::string raw;
+  amqp::Writer w(raw);
+  p.encode(w);
+  return raw;
+}
+
+// The properties of a message as RabbitMQ shows them: an object, or [] when there are none.
+Json properties_json(std::string_view raw) {
+  amqp::BasicProperties p;
+  try {
+    p = amqp::BasicProperties::decode(raw, true);
+  } catch (const amqp::DecodeError&) {
+    return Json::array();
+  }
+  using F = amqp::BasicProperties;
+  Json j = Json::object();
+  auto str = [&](F::Flag f, const char* key, std::string_view v) {
+    if (p.has(f)) j[key] = std::string(v);
+  };
+  str(F::kContentType, "content_type", p.content_type);
+  str(F::kContentEncoding, "content_encoding", p.content_encoding);
+  if (p.has(F::kHeaders)) j["headers"] = table_to_json(p.headers);
+  if (p.has(F::kDeliveryMode)) j["delivery_mode"] = p.delivery_mode;
+  if (p.has(F::kPriority)) j["priority"] = p.priority;
+  str(F::kCorrelationId, "correlation_id", p.correlation_id);
+  str(F::kReplyTo, "reply_to", p.reply_to);
+  str(F::kExpiration, "expiration", p.expiration);
+  str(F::kMessageId, "message_id", p.message_id);
+  if (p.has(F::kTimestamp)) j["timestamp"] = p.timestamp;
+  str(F::kType, "type", p.type);
+  str(F::kUserId, "user_id", p.user_id);
+  str(F::kAppId, "app_id", p.app_id);
+  str(F::kClusterId, "cluster_id", p.cluster_id);
+  if (j.empty()) return Json::array();
+  return j;
+}
+
+// RabbitMQ's "auto" encoding shows a payload as a string when it is valid UTF-8.
+bool valid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : 4;
+    if (n == 4 || s.size() - i - 1 < n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+std::string missing_keys(const Json& body, std::initializer_list<const char*> keys) {
+  std::string out;
+  for (const char* k : keys) {
+    if (body.contains(k)) continue;
+    out += out.empty() ? "[" : ",";
+    out += std::string("{key_missing,") + k + "}";
+  }
+  return out.empty() ? out : out + "]";
+}
+
+// One get request in progress: it may wait for a paged-out head to be read back.
+struct GetRequest {
+  broker::Broker* broker;
+  std::string vhost, queue;
+  size_t count = 1;
+  bool no_ack = false;   // ack_requeue_false: taken for good, counted as get_no_ack
+  bool requeue = true;
+  bool base64 = false;
+  std::optional<size_t> truncate;
+  Json out = Json::array();
+  std::vector<broker::QueueEntry> taken;  // held until the end when requeueing
+  std::function<void(Response)> reply;
+};
+
+Json message_json(const GetRequest& g, const broker::QueueEntry& e, size_t remaining) {
+  const broker::Message& m = *e.message;
+  std::string_view body = m.body();
+  if (g.truncate && body.size() > *g.truncate) body = body.substr(0, *g.truncate);
+  Json j;
+  j["payload_bytes"] = m.body_size();
+  j["redelivered"] = e.redelivered;
+  j["exchange"] = m.exchange;
+  j["routing_key"] = m.routing_key;
+  j["message_count"] = remaining;
+  j["properties"] = properties_json(m.properties);
+  if (!g.base64 && valid_utf8(body)) {
+    j["payload"] = std::string(body);
+    j["payload_encoding"] = "string";
+  } else {
+    j["payload"] = common::b64encode(body);
+    j["payload_encoding"] = "base64";
+  }
+  return j;
+}
+
+// Takes messages until `count` are out, the queue is empty, or its head must first be read
+// back from the store (then continues once it is). Returns the answer, or nullopt when it
+// will come through g->reply.
+std::optional<Response> run_get(const std::shared_ptr<GetRequest>& g) {
+  broker::VHost* v = g->broker->find_vhost(g->vhost);
+  broker::Queue* q = v ? v->find_queue(g->queue) : nullptr;
+  if (!q) {
+    return error_response(404, "not_found", "NOT_FOUND - no queue '" + g->queue +
+                                                "' in vhost '" + g->vhost + "'");
+  }
+  using S = broker::MessageStats;
+  auto count = [&](S::Field f) {
+    q->stats().add(f);
+    g->broker->stats().add(f);
+  };
+  while (g->out.size() < g->count) {
+    auto e = q->get(!g->no_ack);
+    if (!e) {
+      if (!q->head_paged_out()) {
+        count(S::kGetEmpty);
+        break;
+      }
+      q->when_loaded([g] {
+        if (auto resp = run_get(g)) g->reply(std::move(*resp));
+      });
+      return std::nullopt;
+    }
+    count(g->no_ack ? S::kGetNoAck : S::kGet);
+    if (e->redelivered) count(S::kRedeliver);
+    g->out.push_back(message_json(*g, *e, q->ready_count()));
+    if (g->requeue) {
+      g->taken.push_back(std::move(*e));  // requeued at the end, so each is taken once
+    } else if (!g->no_ack) {
+      q->reject(std::move(*e));  // reject_requeue_false: dead-lettered when configured
+    }
+  }
+  for (auto& e : g->taken) q->requeue(std::move(e));
+  g->taken.clear();
+  q->dispatch();
+  return json_response(g->out);
+}
+}  // namespace
+
+Response publish_message(Context& c, const Request& r, broker::VHost& v, const std::string& xname) {
+  if (r.method != Method::kPost) return method_not_allowed();
+  Response err;
+  auto body = parse_body(r, err);
+  if (!body) return err;
+  if (std::string missing = missing_keys(*body, {"routing_key", "properties", "payload",
+                                                 "payload_encoding"});
+      !missing.empty()) {
+    return bad_request(missing);
+  }
+  broker::Exchange* x = xname.empty() ? nullptr : v.find_exchange(xname);
+  if (!xname.empty() && !x) {
+    return bad_request("404 NOT_FOUND - no exchange '" + xname + "' in vhost '" + v.name() + "'");
+  }
+  if (auto refused = refuse_unless(c, v.name(), auth::Access::kWrite, "exchange", xname)) {
+    return *refused;
+  }
+  const Json& rk = body->at("routing_key");
+  const Json& payload = body->at("payload");
+  const Json& encoding = body->at("payload_encoding");
+  if (!rk.is_string() || !payload.is_string() || !encoding.is_string()) {
+    return bad_request("routing_key, payload and payload_encoding must be strings");
+  }
+  if (!body->at("properties").is_object()) return bad_property("not_object", "properties");
+  auto props = encode_properties(body->at("properties"), err);
+  if (!props) return err;
+  std::string bytes;
+  if (encoding == "string") {
+    bytes = payload.get<std::string>();
+  } else if (encoding == "base64") {
+    auto decoded = common::b64decode(payload.get<std::string>());
+    if (!decoded) return bad_request("payload is not valid base64");
+    bytes = std::move(*decoded);
+  } else {
+    return json_response(
+        Json{{"error", "bad_request"},
+             {"reason", Json::array({"unsupported_encoding", encoding.get<std::string>()})}},
+        400);
+  }
+  broker::MessagePtr m =
+      broker::Message::rebuild(xname, rk.get<std::string>(), std::move(*props), std::move(bytes));
+  if (m->summary.has_user_id) {
+    auto p = amqp::BasicProperties::decode(m->properties, false);
+    if (p.user_id != c.user.name) {
+      return bad_request("406 PRECONDITION_FAILED - user_id property set to '" +
+                         std::string(p.user_id) + "' but authenticated user was '" +
+                         c.user.name + "'");
+    }
+  }
+  if (m->summary.has_expiration) {
+    auto p = amqp::BasicProperties::decode(m->properties, false);
+    try {
+      m->ttl_ms = broker::parse_expiration(p.expiration);
+    } catch (const amqp::ChannelError& e) {
+      return bad_request(e.what());
+    }
+  }
+  if (x && x->internal) {
+    return bad_request("403 ACCESS_REFUSED - cannot publish to internal exchange '" + xname +
+                       "' in vhost '" + v.name() + "'");
+  }
+  using S = broker::MessageStats;
+  c.broker.stats().add(S::kPublish);
+  if (x) x->stats.add(S::kPublish);
+  bool routed = true;
+  if (!v.route_delayed(x, m, m->routing_key)) {
+    std::vector<broker::Queue*> targets;
+    v.route(x, *m, m->routing_key, targets);
+    routed = !targets.empty();
+    if (!routed) c.broker.stats().add(S::kDropUnroutable);
+    if (x && routed) x->stats.add(S::kPublishOut);
+    for (broker::Queue* q : targets) q->enqueue(m);  // enqueue dispatches to consumers
+  }
+  return json_response(Json{{"routed", routed}});
+}
+
+Response get_messages(Context& c, const Request& r, const std::string& vname,
+                      const std::string& qname) {
+  if (r.method != Method::kPost) return method_not_allowed();
+  Response err;
+  auto body = parse_body(r, err);
+  if (!body) return err;
+  if (std::string missing = missing_keys(*body, {"count", "ackmode", "encoding"});
+      !missing.empty()) {
+    return bad_request(missing);
+  }
+  auto g = std::make_shared<GetRequest>();
+  g->broker = &c.broker;
+  g->vhost = vname;
+  g->queue = qname;
+  const Json& count = body->at("count");
+  int64_t n = 0;
+  if (count.is_number_integer()) {
+    n = count.get<int64_t>();
+  } else if (count.is_string()) {
+    const std::string s = count.get<std::string>();
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec != std::errc() || end != s.data() + s.size()) n = -1;
+  } else {
+    n = -1;
+  }
+  if (n < 0) {
+    return json_response(
+        Json{{"error", "bad_request"}, {"reason", Json::array({"not_integer", count.dump()})}},
+        400);
+  }
+  g->count = static_cast<size_t>(n);
+  const std::string mode = body->at("ackmode").is_string() ? body->at("ackmode").get<std::string>() : "";
+  if (mode == "ack_requeue_false") {
+    g->no_ack = true, g->requeue = false;
+  } else if (mode == "reject_requeue_false") {
+    g->requeue = false;
+  } else if (mode != "ack_requeue_true" && mode != "reject_requeue_true") {
+    return bad_request("Unsupported ackmode. Please use ack_requeue_true, ack_requeue_false, "
+                       "reject_requeue_true or reject_requeue_false.");
+  }
+  const std::string enc = body->at("encoding").is_string() ? body->at("encoding").get<std::string>() : "";
+  if (enc != "auto" && enc != "base64") {
+    return bad_request("Unsupported encoding. Please use auto or base64.");
+  }
+  g->base64 = enc == "base64";
+  if (auto it = body->find("truncate"); it != body->end() && !it->is_null()) {
+    if (it->is_number_unsigned()) {
+      g->truncate = it->get<size_t>();
+    } else if (it->is_string()) {
+      size_t t = 0;
+      const std::string s = it->get<std::string>();
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), t);
+      if (ec != std::errc() || end != s.data() + s.size()) {
+        return json_response(
+            Json{{"error", "bad_request"}, {"reason", Json::array({"not_integer", s})}}, 400);
+      }
+      g->truncate = t;
+    }
+  }
+  broker::VHost* v = accessible_vhost(c, vname, err);
+  if (!v) return err;
+  if (!v->find_queue(qname)) {
+    return error_response(404, "not_found",
+                          "NOT_FOUND - no queue '" + qname + "' in vhost '" + vname + "'");
+  }
+  if (auto refused = refuse_unless(c, vname, auth::Access::kRead, "queue", qname)) return *refused;
+  g->reply = c.reply_later;
+  if (auto resp = run_get(g)) return *resp;
+  return deferred();
+}
+
+}  // namespace warren::management
