@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import tempfile
 import urllib.error
 import urllib.request
 
@@ -23,8 +24,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from conftest import EXTERNAL, start_warren
 from helpers import close_quietly
-from mgmt_helpers import Api, api, connect, mbroker, seg  # noqa: F401
+from mgmt_helpers import Api, api, connect, make_user, seg  # noqa: F401
 
 pytestmark = pytest.mark.warren_only
 
@@ -32,6 +34,20 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 POLL_MS = 250  # the page's ?interval=, so that polled views change quickly
 WAIT = 20      # seconds any one expected change of the page may take
+
+
+@pytest.fixture(scope="module")
+def mbroker():
+    """A Warren with its management API that samples message rates every 500 ms (RabbitMQ's
+    collect_statistics_interval; 5 s by default), so that the rate charts move quickly."""
+    if EXTERNAL:
+        pytest.skip("needs a Warren process (WARREN_TEST_BROKER is set)")
+    with tempfile.TemporaryDirectory(prefix="warren-test-") as d:
+        b = start_warren(d, http_port=None, config_text="collect_statistics_interval = 500\n")
+        try:
+            yield b
+        finally:
+            b.stop()
 
 
 @pytest.fixture(scope="module")
@@ -434,3 +450,26 @@ def test_user_create_and_delete(browser, mbroker, api):
                     "the deleted user's row gone")
     assert api.call("GET", "/users/" + seg(name))[0] == 404
     assert js_errors(browser) == []
+
+
+def test_management_user_sees_no_users_tab(browser, mbroker, api):
+    name = "console-mgmt-%d" % os.getpid()
+    q = "console-mgmt-q-%d" % os.getpid()
+    make_user(api, name, "pw", vhost="/", tags="management")
+    api.put("/queues/%2F/" + seg(q), {"durable": False})
+    try:
+        log_in(browser, mbroker, name, "pw")
+        assert by_id(browser, "whoami").text == "%s (management)" % name
+        assert not by_id(browser, "tab-users").is_displayed()
+        show_tab(browser, "queues")
+        wait(browser, lambda d: row(d, "queues-table", vhost="/", name=q), "the queue listed")
+        assert by_id(browser, "queue-vhost").get_attribute("value") == "/"
+        # Overview polls keep working, and nothing failed.
+        first = int(by_id(browser, "chart-rates").get_attribute("data-samples"))
+        wait(browser, lambda d: int(by_id(d, "chart-rates").get_attribute("data-samples")) > first,
+             "another overview sample")
+        assert error_shown(browser) is None
+        assert js_errors(browser) == []
+    finally:
+        api.call("DELETE", "/queues/%2F/" + seg(q))
+        api.delete("/users/" + seg(name))
