@@ -52,6 +52,13 @@ class Broker {
   uint64_t store_writes() const { return store_writes_; }
   // The broker's message counters and rates (RabbitMQ's overview message_stats).
   MessageStats& stats() { return stats_; }
+  // Objects opened and closed since start (RabbitMQ's churn counters).
+  struct Churn {
+    uint64_t connections_opened = 0, connections_closed = 0;
+    uint64_t channels_opened = 0, channels_closed = 0;
+    uint64_t queues_created = 0, queues_deleted = 0;
+  };
+  Churn& churn() { return churn_; }
   // Samples the rates of the broker, every queue, exchange and channel now (the tick does
   // it every collect_statistics_interval).
   void sample_stats();
@@ -141,8 +148,13 @@ class Broker {
     close_connections(picked, reason);
   }
 
-  void register_connection(Connection* c) { connections_.insert(c); }
-  void unregister_connection(Connection* c) { connections_.erase(c); }
+  void register_connection(Connection* c) {
+    connections_.insert(c);
+    ++churn_.connections_opened;
+  }
+  void unregister_connection(Connection* c) {
+    if (connections_.erase(c)) ++churn_.connections_closed;
+  }
   const std::set<Connection*>& connections() const { return connections_; }
   // Closes every connection with 320 CONNECTION_FORCED (shutdown).
   void close_all_connections(const std::string& reason);
@@ -169,6 +181,7 @@ class Broker {
   bool recovering_ = false;
   uint64_t store_writes_ = 0;
   MessageStats stats_;
+  Churn churn_;
   int64_t last_stats_sample_ = 0;
   uint64_t last_message_id_ = 0;
   std::vector<MessagePtr> in_flight_;

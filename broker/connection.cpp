@@ -476,6 +476,7 @@ void Connection::open_channel_frame(const amqp::Frame& f) {
     if (cls == amqp::kClassChannel && mid == amqp::ChannelOpen::kMethodId) {
       amqp::decode_method_exact(f.payload, cls, mid);
       channels_.emplace(f.channel, std::make_unique<Channel>(*this, f.channel));
+      ++broker_.churn().channels_opened;
       send_method(f.channel, amqp::ChannelOpenOk{});
       return;
     }
@@ -558,6 +559,7 @@ void Connection::close_channel(uint16_t id) {
   if (it == channels_.end()) return;
   it->second->release();
   channels_.erase(it);
+  ++broker_.churn().channels_closed;
 }
 
 void Connection::sample_stats(double seconds) {

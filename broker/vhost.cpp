@@ -170,6 +170,7 @@ Queue& VHost::add_queue(std::string name, bool durable, bool exclusive, bool aut
   QueuePtr q(new Queue(*this, next_id_++, name, durable, exclusive, auto_delete,
                        std::move(arguments), owner));
   Queue& ref = *q;
+  ++broker_->churn().queues_created;
   queue_ids_[ref.id()] = &ref;
   queues_[std::move(name)] = std::move(q);
   if (!policies_.empty() || !operator_policies_.empty()) apply_policies(ref);
@@ -224,6 +225,7 @@ bool VHost::clear_policy(const std::string& name, bool operator_policy) {
 
 size_t VHost::delete_queue(Queue& q) {
   QueuePtr keep(&q);
+  ++broker_->churn().queues_deleted;
   remove_bindings_to(exchange::Destination{q.id(), false});
   queue_ids_.erase(q.id());
   queues_.erase(q.name());

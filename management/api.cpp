@@ -27,6 +27,36 @@ Response not_authorised(std::string_view reason) {
   return error_response(401, "not_authorised", reason);
 }
 
+void add_with_rate(Json& j, const char* name, uint64_t value, double rate) {
+  j[name] = value;
+  // Rounded as RabbitMQ shows rates (one decimal).
+  j[std::string(name) + "_details"] = Json{{"rate", std::round(rate * 10.0) / 10.0}};
+}
+
+Json message_stats_json(const broker::MessageStats& s, StatsOf of) {
+  using S = broker::MessageStats;
+  Json j = Json::object();
+  auto add = [&](S::Field f) { add_with_rate(j, S::kNames[f], s.total(f), s.rate(f)); };
+  if (of == StatsOf::kExchange) {
+    add_with_rate(j, "publish_in", s.total(S::kPublish), s.rate(S::kPublish));
+    add_with_rate(j, "publish_out", s.total(S::kPublishOut), s.rate(S::kPublishOut));
+    return j;
+  }
+  add(S::kAck);
+  if (of != StatsOf::kQueue) add(S::kConfirm);
+  add(S::kDeliver);
+  add_with_rate(j, "deliver_get", s.deliver_get(), s.deliver_get_rate());
+  add(S::kDeliverNoAck);
+  if (of != StatsOf::kQueue) add(S::kDropUnroutable);
+  add(S::kGet);
+  add(S::kGetEmpty);
+  add(S::kGetNoAck);
+  add(S::kPublish);
+  add(S::kRedeliver);
+  if (of != StatsOf::kQueue) add(S::kReturnUnroutable);
+  return j;
+}
+
 std::optional<Json> parse_body(const Request& r, Response& err) {
   if (r.body.empty()) return Json::object();
   Json j = Json::parse(r.body, nullptr, false);

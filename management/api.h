@@ -17,6 +17,7 @@
 #include "amqp/field_table.h"
 #include "auth/permission.h"
 #include "auth/user_store.h"
+#include "broker/message_stats.h"
 
 namespace warren::broker {
 class Broker;
@@ -104,6 +105,13 @@ Json topic_permission_json(const std::string& user, const std::string& vhost,
 Response publish_message(Context& c, const Request& r, broker::VHost& v, const std::string& xname);
 Response get_messages(Context& c, const Request& r, const std::string& vname,
                       const std::string& qname);
+
+// RabbitMQ's message_stats object: each counter with its "_details": {"rate": r} over the
+// last statistics interval, the fields RabbitMQ shows for that kind of object.
+enum class StatsOf { kOverview, kQueue, kExchange, kChannel };
+Json message_stats_json(const broker::MessageStats& s, StatsOf of);
+// Adds `name` and `name_details` {"rate": rate} to `j`.
+void add_with_rate(Json& j, const char* name, uint64_t value, double rate);
 
 // FieldTable <-> JSON as RabbitMQ renders arguments and client properties.
 Json table_to_json(const amqp::FieldTable& t);

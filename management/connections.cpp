@@ -85,6 +85,7 @@ Json channel_json(broker::Channel& ch) {
   j["confirm"] = ch.confirm_mode();
   j["transactional"] = ch.tx_mode();
   j["state"] = ch.state() == broker::Channel::State::kOpen ? "running" : "closing";
+  j["message_stats"] = message_stats_json(ch.stats(), StatsOf::kChannel);
   j["user_who_performed_action"] = conn.user();
   return j;
 }

@@ -17,6 +17,8 @@ Json exchange_json(const broker::VHost& v, const broker::Exchange& x) {
   j["auto_delete"] = x.auto_delete;
   j["internal"] = x.internal;
   j["arguments"] = table_to_json(x.arguments);
+  // As RabbitMQ: only once messages have passed through it.
+  if (x.stats.any()) j["message_stats"] = message_stats_json(x.stats, StatsOf::kExchange);
   if (!x.policy_name.empty()) j["policy"] = x.policy_name;  // as RabbitMQ: only when one applies
   j["user_who_performed_action"] = "";
   return j;

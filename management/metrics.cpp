@@ -94,6 +94,62 @@ Response handle_metrics(broker::Broker& b, bool per_object) {
            "is 1 if VM memory watermark alarm is in effect", {{"", b.memory_alarm() ? 1 : 0}});
   w.family("rabbitmq_alarms_free_disk_space_watermark", "untyped",
            "is 1 if free disk space watermark alarm is in effect", {{"", b.disk_alarm() ? 1 : 0}});
+  // Counters since start (RabbitMQ's rabbitmq_global_* and churn families).
+  using S = broker::MessageStats;
+  const S& st = b.stats();
+  auto counter = [&](const char* name, const char* help, uint64_t value) {
+    w.family(name, "counter", help, {{"", value}});
+  };
+  const auto& churn = b.churn();
+  counter("rabbitmq_connections_opened_total", "Total number of connections opened",
+          churn.connections_opened);
+  counter("rabbitmq_connections_closed_total", "Total number of connections closed or terminated",
+          churn.connections_closed);
+  counter("rabbitmq_channels_opened_total", "Total number of channels opened",
+          churn.channels_opened);
+  counter("rabbitmq_channels_closed_total", "Total number of channels closed",
+          churn.channels_closed);
+  counter("rabbitmq_queues_created_total", "Total number of queues created", churn.queues_created);
+  counter("rabbitmq_queues_deleted_total", "Total number of queues deleted", churn.queues_deleted);
+  counter("rabbitmq_global_messages_received_total",
+          "Total number of messages received from publishers", st.total(S::kPublish));
+  counter("rabbitmq_global_messages_confirmed_total",
+          "Total number of messages confirmed to publishers", st.total(S::kConfirm));
+  counter("rabbitmq_global_messages_routed_total",
+          "Total number of messages routed to queues or streams",
+          st.total(S::kPublish) - st.total(S::kDropUnroutable) - st.total(S::kReturnUnroutable));
+  counter("rabbitmq_global_messages_unroutable_dropped_total",
+          "Total number of messages published as non-mandatory into an exchange and dropped as "
+          "unroutable",
+          st.total(S::kDropUnroutable));
+  counter("rabbitmq_global_messages_unroutable_returned_total",
+          "Total number of messages published as mandatory into an exchange and returned to the "
+          "publisher as unroutable",
+          st.total(S::kReturnUnroutable));
+  counter("rabbitmq_global_messages_delivered_total", "Total number of messages delivered to consumers",
+          st.deliver_get());
+  counter("rabbitmq_global_messages_delivered_consume_manual_ack_total",
+          "Total number of messages delivered to consumers using basic.consume with manual "
+          "acknowledgment",
+          st.total(S::kDeliver));
+  counter("rabbitmq_global_messages_delivered_consume_auto_ack_total",
+          "Total number of messages delivered to consumers using basic.consume with automatic "
+          "acknowledgment",
+          st.total(S::kDeliverNoAck));
+  counter("rabbitmq_global_messages_delivered_get_manual_ack_total",
+          "Total number of messages delivered to consumers using basic.get with manual "
+          "acknowledgment",
+          st.total(S::kGet));
+  counter("rabbitmq_global_messages_delivered_get_auto_ack_total",
+          "Total number of messages delivered to consumers using basic.get with automatic "
+          "acknowledgment",
+          st.total(S::kGetNoAck));
+  counter("rabbitmq_global_messages_get_empty_total",
+          "Total number of times basic.get operations fetched no message", st.total(S::kGetEmpty));
+  counter("rabbitmq_global_messages_redelivered_total",
+          "Total number of messages redelivered to consumers", st.total(S::kRedeliver));
+  counter("rabbitmq_global_messages_acknowledged_total",
+          "Total number of messages acknowledged by consumers", st.total(S::kAck));
   for (const QueueMetric& m : kQueueMetrics) {
     std::vector<std::pair<std::string, uint64_t>> samples;
     uint64_t total = 0;

@@ -11,6 +11,8 @@ Response handle_overview(Context& c, const Request& r) {
   if (r.method != Method::kGet) return method_not_allowed();
   size_t connections = 0, channels = 0, exchanges = 0, queues = 0, consumers = 0;
   uint64_t ready = 0, unacked = 0;
+  double ready_rate = 0, unacked_rate = 0;
+  broker::MessageStats own;  // a user who sees only some vhosts sees their queues' counts
   for (const auto& [name, v] : c.broker.vhosts()) {
     if (!can_access_vhost(c, name)) continue;
     exchanges += v->exchanges().size();
@@ -19,6 +21,9 @@ Response handle_overview(Context& c, const Request& r) {
       consumers += q->consumer_count();
       ready += q->ready_count();
       unacked += q->unacked_count();
+      ready_rate += q->ready_rate();
+      unacked_rate += q->unacked_rate();
+      if (!is_monitor(c.user)) own.merge(q->stats());
     }
   }
   for (broker::Connection* conn : c.broker.connections()) {
@@ -29,7 +34,7 @@ Response handle_overview(Context& c, const Request& r) {
   }
   Json j;
   j["management_version"] = "3.13.7";
-  j["rates_mode"] = "none";
+  j["rates_mode"] = "basic";
   j["exchange_types"] = Json::array();
   for (const char* t : {"direct", "fanout", "headers", "topic", "x-consistent-hash",
                         "x-delayed-message"}) {
@@ -42,10 +47,13 @@ Response handle_overview(Context& c, const Request& r) {
   j["cluster_name"] = node_name();
   j["erlang_version"] = "none (Warren, C++20)";
   j["disable_stats"] = false;
-  j["message_stats"] = Json::object();
-  j["queue_totals"] = {{"messages", ready + unacked},
-                       {"messages_ready", ready},
-                       {"messages_unacknowledged", unacked}};
+  j["message_stats"] =
+      message_stats_json(is_monitor(c.user) ? c.broker.stats() : own, StatsOf::kOverview);
+  Json totals = Json::object();
+  add_with_rate(totals, "messages", ready + unacked, ready_rate + unacked_rate);
+  add_with_rate(totals, "messages_ready", ready, ready_rate);
+  add_with_rate(totals, "messages_unacknowledged", unacked, unacked_rate);
+  j["queue_totals"] = totals;
   j["object_totals"] = {{"channels", channels},
                         {"connections", connections},
                         {"consumers", consumers},

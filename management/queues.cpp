@@ -21,9 +21,11 @@ Json queue_json(broker::VHost& v, broker::Queue& q) {
   j["state"] = "running";
   j["type"] = "classic";
   j["consumers"] = q.consumer_count();
-  j["messages"] = q.ready_count() + q.unacked_count();
-  j["messages_ready"] = q.ready_count();
-  j["messages_unacknowledged"] = q.unacked_count();
+  add_with_rate(j, "messages", q.ready_count() + q.unacked_count(), q.messages_rate());
+  add_with_rate(j, "messages_ready", q.ready_count(), q.ready_rate());
+  add_with_rate(j, "messages_unacknowledged", q.unacked_count(), q.unacked_rate());
+  j["messages_paged_out"] = q.paged_count();
+  j["message_stats"] = message_stats_json(q.stats(), StatsOf::kQueue);
   j["message_bytes"] = q.ready_bytes();
   j["message_bytes_ready"] = q.ready_bytes();
   j["exclusive_consumer_tag"] = nullptr;
