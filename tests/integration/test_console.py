@@ -360,6 +360,17 @@ def test_overview_charts_follow_published_messages(browser, mbroker, api):
               if (px[i + 3] > 200 && px[i + 2] > 180 && px[i] < 90 && px[i + 1] < 140) n++;
             return n;""")
         assert blue > 0
+        # Getting and acknowledging moves the deliver/get and ack rates.
+        def consuming_shows_rates(d):
+            for _ in range(10):
+                method, _, _ = ch.basic_get(q)
+                if method is not None:
+                    ch.basic_ack(method.delivery_tag)
+            return data_value(d, "rate-deliver") > 0 and data_value(d, "rate-ack") > 0
+
+        wait(browser, consuming_shows_rates, "deliver/get and ack rates above 0")
+        for _ in range(100):
+            ch.basic_publish("", q, b"kept")
         # The queued-messages chart and totals follow queue_totals.
         wait(browser, lambda d: data_value(d, "queued-total") >= 50, "queued messages counted")
         totals = api.get("/overview")["queue_totals"]
