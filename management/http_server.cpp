@@ -14,6 +14,7 @@
 
 #include "broker/broker.h"
 #include "common/log.h"
+#include "management/console_page.h"
 #include "management/router.h"
 
 namespace warren::management {
@@ -83,6 +84,7 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
   tcp::socket& socket_() { return beast::get_lowest_layer(stream_).socket(); }
 
   void read() {
+    head_ = false;
     parser_.emplace();
     parser_->header_limit(16 * 1024);
     parser_->body_limit(HttpServer::kMaxBody);
@@ -105,17 +107,22 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
     if (ec) return close();  // EOF, timeout, malformed HTTP
     auto& req = parser_->get();
     keep_alive_ = req.keep_alive();
+    head_ = req.method() == http::verb::head;
     Request r;
     r.method = method_of(req.method());
     r.body = std::move(req.body());
     if (auto it = req.find("x-reason"); it != req.end()) r.reason_header = std::string(it->value());
     Response resp;
     std::string_view target(req.target().data(), req.target().size());
-    const std::string_view metrics_path = target.substr(0, target.find('?'));
-    if (metrics_path == "/metrics" || metrics_path == "/metrics/per-object") {
-      resp = r.method == Method::kGet || r.method == Method::kHead
-                 ? handle_metrics(broker_, metrics_path != "/metrics")
-                 : method_not_allowed();
+    const std::string_view path = target.substr(0, target.find('?'));
+    const bool get_or_head = r.method == Method::kGet || r.method == Method::kHead;
+    if (path == "/metrics" || path == "/metrics/per-object") {
+      resp = get_or_head ? handle_metrics(broker_, path != "/metrics") : method_not_allowed();
+    } else if (!server_.metrics_only() && (path == "/" || path == "/index.html")) {
+      // The console page needs no credentials: it asks for them and sends them with each
+      // API call, as RabbitMQ's UI at "/" does.
+      resp = get_or_head ? Response{200, std::string(kConsolePage), "text/html; charset=utf-8"}
+                         : method_not_allowed();
     } else if (server_.metrics_only() || !parse_target(target, r)) {
       resp = not_found();
     } else {
@@ -166,6 +173,9 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
     res->keep_alive(keep_alive_ && then_read);
     res->body() = std::move(resp.body);
     res->prepare_payload();
+    // A response to HEAD has the headers of the GET response (Content-Length included) and
+    // no body (RFC 9110 9.3.2); a body would be read as the start of the next response.
+    if (head_) res->body().clear();
     beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
     http::async_write(stream_, *res,
                       [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
@@ -187,6 +197,7 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
   std::shared_ptr<bool> server_alive_;
   bool loopback_ = false;
   bool keep_alive_ = true;
+  bool head_ = false;  // the request being answered is a HEAD
 };
 
 HttpServer::HttpServer(asio::io_context& io, broker::Broker& broker, asio::ssl::context* tls,

@@ -1,5 +1,6 @@
 // HttpServer: the management listener (Boost.Beast), RabbitMQ's /api/... on
-// management.tcp.port (and HTTPS on management.ssl.port with a TLS context).
+// management.tcp.port (and HTTPS on management.ssl.port with a TLS context), and the
+// console page (console_page.h) at "/" and "/index.html", as RabbitMQ serves its UI.
 //
 // Runs on the broker's io_context, so handlers touch broker state directly and never block:
 // reads and writes are asynchronous, a request is bounded (headers 16 KiB, body kMaxBody;
