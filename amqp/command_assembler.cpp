@@ -114,10 +114,9 @@ bool CommandAssembler::feed(const Frame& frame, Command& out) {
   state_ = State::kMethod;
   if (discard_) {
     discard_ = false;
-    const uint64_t size = body_size_;
-    (void)size;
     throw ChannelError(ReplyCode::kPreconditionFailed,
-                       "message size exceeds configured max size " + std::to_string(max_body_),
+                       "message size " + std::to_string(body_size_) +
+                           " is larger than configured max size " + std::to_string(max_body_),
                        class_id_, method_id_);
   }
   out.method = &method_;

@@ -27,8 +27,11 @@ Broker::Broker(common::Config config, boost::asio::any_io_executor executor)
   add_vhost(config_.default_vhost);
   vhost_info_[config_.default_vhost].description = "Default virtual host";
   if (!config_.default_user.empty()) {
-    users_.add_user(config_.default_user, config_.default_pass, {"administrator"});
-    users_.set_permission(config_.default_user, config_.default_vhost, auth::Permission{});
+    users_.add_user(config_.default_user, config_.default_pass, config_.default_user_tags);
+    users_.set_permission(config_.default_user, config_.default_vhost,
+                          auth::Permission{config_.default_permission_configure,
+                                           config_.default_permission_write,
+                                           config_.default_permission_read});
   }
 }
 
@@ -77,6 +80,8 @@ void Broker::check_alarms() {
                          static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
     limit = static_cast<uint64_t>(static_cast<double>(ram) * config_.vm_memory_high_watermark_relative);
   }
+  mem_used_ = rss;
+  mem_limit_ = limit;
   const bool memory = rss > limit;
   const bool pressure =
       rss > static_cast<uint64_t>(static_cast<double>(limit) *
@@ -101,6 +106,7 @@ void Broker::check_alarms() {
   struct statvfs vfs {};
   if (!config_.data_dir.empty() && statvfs(config_.data_dir.c_str(), &vfs) == 0) {
     const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    disk_free_ = free_bytes;
     disk = disk || free_bytes < config_.disk_free_limit_absolute;
   }
   if (memory != memory_alarm_) {

@@ -83,6 +83,11 @@ class Broker {
   std::string alarm_reason() const;
   bool memory_alarm() const { return memory_alarm_; }
   bool disk_alarm() const { return disk_alarm_; }
+  // As of the last alarm check: resident memory, its high watermark, free disk bytes.
+  uint64_t mem_used() const { return mem_used_; }
+  uint64_t mem_limit() const { return mem_limit_; }
+  uint64_t disk_free() const { return disk_free_; }
+  int64_t started_at_ms() const { return started_at_ms_; }
   // Re-evaluates the alarms now (the tick does it periodically).
   void check_alarms();
   // Rebuilds durable exchanges, queues, bindings and messages from the store.
@@ -192,6 +197,8 @@ class Broker {
   bool memory_alarm_ = false;
   bool memory_pressure_ = false;
   bool disk_alarm_ = false;
+  uint64_t mem_used_ = 0, mem_limit_ = 0, disk_free_ = 0;
+  int64_t started_at_ms_ = now_ms();
   int64_t last_alarm_check_ = 0;
   void tick();
 

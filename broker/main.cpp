@@ -68,11 +68,33 @@ int main(int argc, char** argv) {
   if (vm.count("amqp-port")) cfg.amqp_port = vm["amqp-port"].as<uint16_t>();
   if (vm.count("http-port")) cfg.http_port = vm["http-port"].as<uint16_t>();
   if (vm.count("bind")) cfg.bind_address = vm["bind"].as<std::string>();
+  // A flag names the one AMQP listener; otherwise every listeners.tcp.NAME is opened.
+  if (vm.count("amqp-port") || vm.count("bind") || cfg.amqp_listeners.empty()) {
+    cfg.amqp_listeners = {{cfg.bind_address, cfg.amqp_port}};
+  }
   if (vm.count("data-dir")) cfg.data_dir = vm["data-dir"].as<std::string>();
   if (vm.count("log-level")) cfg.log_level = vm["log-level"].as<std::string>();
   if (cfg.data_dir.empty()) cfg.data_dir = common::default_data_dir();
 
-  common::init_logging(cfg.log_level);
+  common::LogOptions log;
+  log.level = cfg.log_level;
+  log.console = cfg.log_console;
+  log.console_level = cfg.log_console_level;
+  log.file_level = cfg.log_file_level;
+  if (!cfg.log_file.empty()) {
+    const std::filesystem::path file(cfg.log_file);
+    log.file = file.is_absolute() ? file.string()
+                                  : (std::filesystem::path(cfg.log_dir.empty() ? cfg.data_dir
+                                                                               : cfg.log_dir) /
+                                     file).string();
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(log.file).parent_path(), ec);
+  }
+  std::string log_error;
+  if (!common::init_logging(log, log_error)) {
+    std::cerr << "warren: cannot open log file " << log.file << ": " << log_error << "\n";
+    return 2;
+  }
   for (const auto& w : cfg.warnings) WLOG_WARN("{}", w);
   std::error_code fs_ec;
   std::filesystem::create_directories(cfg.data_dir, fs_ec);
@@ -109,15 +131,18 @@ int main(int argc, char** argv) {
     WLOG_INFO("definitions imported from {}", cfg.load_definitions);
   }
   broker.start_tick();
-  broker::Server server(io, broker);
-  try {
-    server.listen(cfg.bind_address, cfg.amqp_port);
-  } catch (const std::exception& e) {
-    WLOG_ERROR("cannot listen for AMQP on {}:{}: {}", cfg.bind_address, cfg.amqp_port, e.what());
-    return 1;
+  std::vector<std::unique_ptr<broker::Server>> servers;
+  for (const auto& [address, port] : cfg.amqp_listeners) {
+    servers.push_back(std::make_unique<broker::Server>(io, broker));
+    try {
+      servers.back()->listen(address, port);
+    } catch (const std::exception& e) {
+      WLOG_ERROR("cannot listen for AMQP on {}:{}: {}", address, port, e.what());
+      return 1;
+    }
+    WLOG_INFO("Warren 0.1.0 listening for AMQP on {}:{} (data directory {})", address,
+              servers.back()->port(), cfg.data_dir);
   }
-  WLOG_INFO("Warren 0.1.0 listening for AMQP on {}:{} (data directory {})", cfg.bind_address,
-            server.port(), cfg.data_dir);
   std::unique_ptr<boost::asio::ssl::context> amqps_tls;
   std::unique_ptr<broker::Server> amqps_server;
   if (cfg.amqps_port != 0) {
@@ -133,6 +158,9 @@ int main(int argc, char** argv) {
     }
     WLOG_INFO("listening for AMQPS (TLS) on {}:{}", addr, amqps_server->port());
   }
+  const std::string http_address = cfg.management_ip.empty() ? cfg.bind_address : cfg.management_ip;
+  const std::string prometheus_address =
+      cfg.prometheus_ip.empty() ? cfg.bind_address : cfg.prometheus_ip;
   management::HttpServer http(io, broker);
   // HTTPS for the same API (management.ssl.*), beside the plain listener.
   std::unique_ptr<boost::asio::ssl::context> https_tls;
@@ -141,7 +169,7 @@ int main(int argc, char** argv) {
     try {
       https_tls = auth::make_server_context(cfg.management_ssl);
       https = std::make_unique<management::HttpServer>(io, broker, https_tls.get());
-      https->listen(cfg.bind_address, cfg.https_port);
+      https->listen(http_address, cfg.https_port);
     } catch (const std::exception& e) {
       WLOG_ERROR("cannot listen for HTTPS on {}:{}: {}", cfg.bind_address, cfg.https_port,
                  e.what());
@@ -151,20 +179,20 @@ int main(int argc, char** argv) {
   }
   if (cfg.http_port != 0) {
     try {
-      http.listen(cfg.bind_address, cfg.http_port);
+      http.listen(http_address, cfg.http_port);
     } catch (const std::exception& e) {
-      WLOG_ERROR("cannot listen for HTTP on {}:{}: {}", cfg.bind_address, cfg.http_port, e.what());
+      WLOG_ERROR("cannot listen for HTTP on {}:{}: {}", http_address, cfg.http_port, e.what());
       return 1;
     }
     // warrenctl on this machine reads the port and a one-time token from here (readable by
     // the broker's user only), as rabbitmqctl relies on the Erlang cookie.
     http.write_local_credentials(cfg.data_dir);
-    WLOG_INFO("management API listening on http://{}:{}/api/", cfg.bind_address, http.port());
+    WLOG_INFO("management API listening on http://{}:{}/api/", http_address, http.port());
   }
   management::HttpServer prometheus(io, broker, nullptr, true);
   if (cfg.prometheus_port != 0) {
     try {
-      prometheus.listen(cfg.bind_address, cfg.prometheus_port);
+      prometheus.listen(prometheus_address, cfg.prometheus_port);
     } catch (const std::exception& e) {
       WLOG_ERROR("cannot listen for Prometheus on {}:{}: {}", cfg.bind_address,
                  cfg.prometheus_port, e.what());
@@ -178,7 +206,7 @@ int main(int argc, char** argv) {
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     WLOG_INFO("signal {} received: closing connections and stopping", sig);
-    server.stop();
+    for (auto& s : servers) s->stop();
     if (amqps_server) amqps_server->stop();
     http.stop();
     prometheus.stop();

@@ -5,7 +5,9 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace warren::common {
@@ -48,17 +50,33 @@ uint64_t parse_bytes(const std::string& key, const std::string& v) {
   throw ConfigError("invalid value '" + v + "' for " + key);
 }
 
-// "5672", "127.0.0.1:5672" or "[::1]:5672".
-void parse_listener(const std::string& v, Config& c) {
+// "5672", "127.0.0.1:5672" or "[::1]:5672": the address (empty when not given) and port.
+std::pair<std::string, uint16_t> parse_listener(const std::string& key, const std::string& v) {
   size_t colon = v.rfind(':');
-  if (colon == std::string::npos) {
-    c.amqp_port = parse_uint<uint16_t>("listeners.tcp", v, 65535);
-    return;
-  }
+  if (colon == std::string::npos) return {"", parse_uint<uint16_t>(key, v, 65535)};
   std::string host = v.substr(0, colon);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  c.bind_address = host;
-  c.amqp_port = parse_uint<uint16_t>("listeners.tcp", v.substr(colon + 1), 65535);
+  try {
+    return {host, parse_uint<uint16_t>(key, v.substr(colon + 1), 65535)};
+  } catch (const ConfigError&) {
+    throw ConfigError("invalid value '" + v + "' for " + key);
+  }
+}
+
+double parse_fraction(const std::string& key, const std::string& value, bool zero_ok) {
+  char* end = nullptr;
+  const double v = std::strtod(value.c_str(), &end);
+  if (end == value.c_str() || *end != '\0' || v < 0 || (v == 0 && !zero_ok) || v > 1) {
+    throw ConfigError("invalid value '" + value + "' for " + key + " (a number between 0 and 1)");
+  }
+  return v;
+}
+
+const char* const kLevels[] = {"debug", "info", "warning", "error", "critical", "none"};
+std::string parse_level(const std::string& key, const std::string& value) {
+  for (const char* l : kLevels)
+    if (value == l) return value;
+  throw ConfigError("invalid value '" + value + "' for " + key);
 }
 
 bool parse_bool(const std::string& key, const std::string& v) {
@@ -99,12 +117,23 @@ bool apply_tls(TlsOptions& t, const std::string& key, const std::string& sub,
 
 bool Config::apply(const std::string& key, const std::string& value) {
   if (key.rfind("listeners.tcp.", 0) == 0) {
-    parse_listener(value, *this);
+    auto [host, port] = parse_listener(key, value);
+    if (host.empty()) host = "0.0.0.0";
+    // The same name again replaces its listener, as a later setting of a key does.
+    const std::string name = key.substr(14);
+    auto it = std::find(amqp_listener_names_.begin(), amqp_listener_names_.end(), name);
+    if (it == amqp_listener_names_.end()) {
+      amqp_listener_names_.push_back(name);
+      amqp_listeners.emplace_back(host, port);
+    } else {
+      amqp_listeners[static_cast<size_t>(it - amqp_listener_names_.begin())] = {host, port};
+    }
+    bind_address = amqp_listeners.front().first;
+    amqp_port = amqp_listeners.front().second;
   } else if (key.rfind("listeners.ssl.", 0) == 0) {
-    Config tmp;
-    parse_listener(value, tmp);
-    amqps_port = tmp.amqp_port;
-    if (value.rfind(':') != std::string::npos) amqps_bind_address = tmp.bind_address;
+    auto [host, port] = parse_listener(key, value);
+    amqps_port = port;
+    if (!host.empty()) amqps_bind_address = host;
   } else if (key.rfind("ssl_options.", 0) == 0) {
     if (!apply_tls(ssl, key, key.substr(12), value)) return false;
   } else if (key == "management.ssl.port") {
@@ -135,13 +164,14 @@ bool Config::apply(const std::string& key, const std::string& value) {
     handshake_timeout_ms = parse_uint<uint32_t>(key, value, 0xFFFFFFFFu);
   } else if (key == "max_message_size") {
     max_message_size = parse_uint<uint64_t>(key, value, 536870912);
-  } else if (key == "collect_statistics_interval") {
-    collect_statistics_interval_ms = parse_uint<uint64_t>(key, value, 86'400'000);
-    if (collect_statistics_interval_ms < 100) {
-      throw ConfigError("collect_statistics_interval must be at least 100 (ms)");
+    if (max_message_size == 0) {
+      throw ConfigError("invalid value '" + value + "' for " + key + " (between 1 and 536870912)");
     }
   } else if (key == "consumer_timeout") {
     consumer_timeout_ms = parse_uint<uint64_t>(key, value, UINT64_MAX);
+    if (consumer_timeout_ms == 0) {
+      throw ConfigError("invalid value '" + value + "' for " + key + " (at least 1 ms)");
+    }
   } else if (key == "default_user") {
     default_user = value;
   } else if (key == "default_pass") {
@@ -152,31 +182,33 @@ bool Config::apply(const std::string& key, const std::string& value) {
     load_definitions = value;
   } else if (key == "loopback_users") {
     if (value != "none") throw ConfigError("invalid value '" + value + "' for loopback_users");
-    loopback_users.clear();
+    loopback_users_none_ = true;
   } else if (key.rfind("loopback_users.", 0) == 0) {
-    if (value == "true") {
-      loopback_users.push_back(key.substr(15));
-    } else if (value == "false") {
-      std::erase(loopback_users, key.substr(15));
-    } else {
-      throw ConfigError("invalid value '" + value + "' for " + key);
-    }
+    // As RabbitMQ: the list is exactly the users set to true (guest only by default).
+    const bool on = parse_bool(key, value);
+    if (!loopback_users_set_) loopback_users.clear();
+    loopback_users_set_ = true;
+    std::erase(loopback_users, key.substr(15));
+    if (on) loopback_users.push_back(key.substr(15));
+  } else if (key.rfind("default_user_tags.", 0) == 0) {
+    const bool on = parse_bool(key, value);
+    if (!default_user_tags_set_) default_user_tags.clear();
+    default_user_tags_set_ = true;
+    std::erase(default_user_tags, key.substr(18));
+    if (on) default_user_tags.push_back(key.substr(18));
+  } else if (key == "default_permissions.configure") {
+    default_permission_configure = value;
+  } else if (key == "default_permissions.write") {
+    default_permission_write = value;
+  } else if (key == "default_permissions.read") {
+    default_permission_read = value;
   } else if (key == "vm_memory_high_watermark.relative") {
-    char* end = nullptr;
-    double v = std::strtod(value.c_str(), &end);
-    if (end == value.c_str() || *end != '\0' || v <= 0 || v > 1) {
-      throw ConfigError("invalid value '" + value + "' for " + key);
-    }
-    vm_memory_high_watermark_relative = v;
+    vm_memory_high_watermark_relative = parse_fraction(key, value, false);
+    watermark_relative_set_ = true;
   } else if (key == "vm_memory_high_watermark.absolute") {
     vm_memory_high_watermark_absolute = parse_bytes(key, value);
   } else if (key == "vm_memory_high_watermark_paging_ratio") {
-    char* end = nullptr;
-    double v = std::strtod(value.c_str(), &end);
-    if (end == value.c_str() || *end != '\0' || v <= 0) {
-      throw ConfigError("invalid value '" + value + "' for " + key);
-    }
-    vm_memory_high_watermark_paging_ratio = v;
+    vm_memory_high_watermark_paging_ratio = parse_fraction(key, value, false);
   } else if (key == "queue_memory_limit") {
     queue_memory_limit = parse_bytes(key, value);
   } else if (key == "store_backlog_limit") {
@@ -185,21 +217,42 @@ bool Config::apply(const std::string& key, const std::string& value) {
     disk_free_limit_absolute = parse_bytes(key, value);
   } else if (key == "management.tcp.port") {
     http_port = parse_uint<uint16_t>(key, value, 65535);
+  } else if (key == "management.tcp.ip") {
+    management_ip = value;
   } else if (key == "prometheus.tcp.port") {
     prometheus_port = parse_uint<uint16_t>(key, value, 65535);
-  } else if (key == "log.level" || key == "log.console.level") {
-    static const char* kLevels[] = {"debug", "info", "warning", "error", "critical", "none"};
-    bool ok = false;
-    for (const char* l : kLevels) ok = ok || value == l;
-    if (!ok) throw ConfigError("invalid value '" + value + "' for " + key);
-    log_level = value;
+  } else if (key == "prometheus.tcp.ip") {
+    prometheus_ip = value;
+  } else if (key == "collect_statistics_interval") {
+    collect_statistics_interval_ms = parse_uint<uint64_t>(key, value, 86'400'000);
+    if (collect_statistics_interval_ms < 100) {
+      throw ConfigError("invalid value '" + value + "' for " + key + " (at least 100 ms)");
+    }
+  } else if (key == "log.level") {
+    log_level = parse_level(key, value);
+  } else if (key == "log.console") {
+    log_console = parse_bool(key, value);
+  } else if (key == "log.console.level") {
+    log_console_level = parse_level(key, value);
+  } else if (key == "log.file") {
+    log_file = value == "false" ? "" : value;
+  } else if (key == "log.file.level") {
+    log_file_level = parse_level(key, value);
+  } else if (key == "log.dir") {
+    log_dir = value;
   } else {
     return false;
   }
   return true;
 }
 
+void Config::finish() {
+  if (loopback_users_none_) loopback_users.clear();
+  if (watermark_relative_set_) vm_memory_high_watermark_absolute = 0;
+}
+
 void load_config_text(const std::string& text, const std::string& origin, Config& cfg) {
+  std::set<std::string> warned;
   std::istringstream in(text);
   std::string line;
   int lineno = 0;
@@ -217,7 +270,7 @@ void load_config_text(const std::string& text, const std::string& origin, Config
     // whitespace is common in hand-written files.
     if (size_t hash = value.find(" #"); hash != std::string::npos) value = trim(value.substr(0, hash));
     try {
-      if (!cfg.apply(key, value)) {
+      if (!cfg.apply(key, value) && warned.insert(key).second) {
         cfg.warnings.push_back(origin + ":" + std::to_string(lineno) + ": setting '" + key +
                                "' is not supported by Warren and is ignored");
       }
@@ -225,6 +278,7 @@ void load_config_text(const std::string& text, const std::string& origin, Config
       throw ConfigError(origin + ":" + std::to_string(lineno) + ": " + e.what());
     }
   }
+  cfg.finish();
 }
 
 void load_config_file(const std::string& path, Config& cfg) {

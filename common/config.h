@@ -61,6 +61,28 @@ struct Config {
   std::string default_vhost = "/";
   std::vector<std::string> loopback_users = {"guest"};
   std::string log_level = "info";
+  // Logging destinations (RabbitMQ's log.console, log.console.level, log.file,
+  // log.file.level, log.dir). A relative log.file is under log.dir (default: the data
+  // directory); an empty log.file means no file. An empty level is log_level.
+  bool log_console = true;
+  std::string log_console_level;
+  std::string log_file;
+  std::string log_file_level;
+  std::string log_dir;
+  // Every AMQP listener (listeners.tcp.NAME, in file order); the first is also
+  // bind_address:amqp_port. Empty: just bind_address:amqp_port.
+  std::vector<std::pair<std::string, uint16_t>> amqp_listeners;
+  std::vector<std::string> amqp_listener_names_;
+  // Addresses of the management and Prometheus listeners (management.tcp.ip,
+  // prometheus.tcp.ip); empty: bind_address.
+  std::string management_ip;
+  std::string prometheus_ip;
+  // The tags and permissions of default_user when it is created (default_user_tags.TAG,
+  // default_permissions.configure/write/read).
+  std::vector<std::string> default_user_tags = {"administrator"};
+  std::string default_permission_configure = ".*";
+  std::string default_permission_write = ".*";
+  std::string default_permission_read = ".*";
   // A definitions file (RabbitMQ's JSON) imported at every start; "" = none.
   // rabbitmq.conf's load_definitions (and the older management.load_definitions).
   std::string load_definitions;
@@ -79,6 +101,13 @@ struct Config {
   uint64_t store_backlog_limit = 64ull << 20;
   std::vector<std::string> warnings;  // ignored keys, one line each
   bool auth_mechanisms_set_ = false;  // the first auth_mechanisms.N replaces the defaults
+  bool loopback_users_set_ = false;   // the first loopback_users.NAME replaces the default
+  bool loopback_users_none_ = false;  // loopback_users = none wins over any list
+  bool default_user_tags_set_ = false;
+  bool watermark_relative_set_ = false;  // as RabbitMQ, a relative watermark wins
+
+  // Settles what depends on several keys (call after the last apply()).
+  void finish();
 
   // Applies one `key = value` setting. Returns false for a key Warren does not know.
   // Throws ConfigError for a value that does not parse.

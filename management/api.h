@@ -18,6 +18,7 @@
 #include "auth/permission.h"
 #include "auth/user_store.h"
 #include "broker/message_stats.h"
+#include "common/config.h"
 
 namespace warren::broker {
 class Broker;
@@ -139,12 +140,16 @@ std::optional<amqp::FieldTable> json_to_table(const Json& j);
 std::vector<std::string> parse_tags(const Json& j);
 
 std::string node_name();
+// The listeners as /api/overview and /api/nodes list them.
+Json listeners_json(const common::Config& cfg);
 
 // Reads a boolean field that RabbitMQ also accepts as "true"/"false".
 bool json_bool(const Json& body, const char* key, bool fallback);
 
 // Resource handlers (one file each).
 Response handle_overview(Context& c, const Request& r);
+Response handle_nodes(Context& c, const Request& r);
+int64_t now_ms_since(int64_t start_ms);
 Response handle_whoami(Context& c, const Request& r);
 Response handle_vhosts(Context& c, const Request& r);
 Response handle_users(Context& c, const Request& r);

@@ -6,6 +6,28 @@
 
 namespace warren::management {
 
+Json listeners_json(const common::Config& cfg) {
+  Json list = Json::array();
+  auto add = [&](const char* protocol, const std::string& ip, uint16_t port) {
+    list.push_back(
+        {{"node", node_name()}, {"protocol", protocol}, {"ip_address", ip}, {"port", port}});
+  };
+  if (cfg.amqp_listeners.empty()) add("amqp", cfg.bind_address, cfg.amqp_port);
+  for (const auto& [ip, port] : cfg.amqp_listeners) add("amqp", ip, port);
+  if (cfg.amqps_port) {
+    add("amqp/ssl", cfg.amqps_bind_address.empty() ? cfg.bind_address : cfg.amqps_bind_address,
+        cfg.amqps_port);
+  }
+  const std::string& http_ip = cfg.management_ip.empty() ? cfg.bind_address : cfg.management_ip;
+  if (cfg.http_port) add("http", http_ip, cfg.http_port);
+  if (cfg.https_port) add("https", http_ip, cfg.https_port);
+  if (cfg.prometheus_port) {
+    add("http/prometheus", cfg.prometheus_ip.empty() ? cfg.bind_address : cfg.prometheus_ip,
+        cfg.prometheus_port);
+  }
+  return list;
+}
+
 Response handle_overview(Context& c, const Request& r) {
   if (r.path.size() != 1) return not_found();
   if (r.method != Method::kGet) return method_not_allowed();
@@ -61,14 +83,7 @@ Response handle_overview(Context& c, const Request& r) {
                         {"queues", queues}};
   j["node"] = node_name();
   const auto& cfg = c.broker.config();
-  j["listeners"] = Json::array({{{"node", node_name()},
-                                 {"protocol", "amqp"},
-                                 {"ip_address", cfg.bind_address},
-                                 {"port", cfg.amqp_port}},
-                                {{"node", node_name()},
-                                 {"protocol", "http"},
-                                 {"ip_address", cfg.bind_address},
-                                 {"port", cfg.http_port}}});
+  j["listeners"] = listeners_json(cfg);
   return json_response(j);
 }
 

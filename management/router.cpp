@@ -147,6 +147,7 @@ Response route(broker::Broker& broker, const Request& r, std::string_view author
   const std::string& what = r.path[0];
   if (what == "overview") return handle_overview(c, r);
   if (what == "whoami") return handle_whoami(c, r);
+  if (what == "nodes") return handle_nodes(c, r);
   if (what == "vhosts") return handle_vhosts(c, r);
   if (what == "users") return handle_users(c, r);
   if (what == "permissions") return handle_permissions(c, r);
