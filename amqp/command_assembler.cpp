@@ -79,6 +79,7 @@ bool CommandAssembler::feed(const Frame& frame, Command& out) {
       const std::string_view props = r.bytes(r.remaining());
       properties_.assign(props.data(), props.size());
       body_size_ = size;
+      declared_size_ = size;
       overflowed_ = false;
       discard_ = size > max_body_;
       body_.clear();
@@ -115,7 +116,7 @@ bool CommandAssembler::feed(const Frame& frame, Command& out) {
   if (discard_) {
     discard_ = false;
     throw ChannelError(ReplyCode::kPreconditionFailed,
-                       "message size " + std::to_string(body_size_) +
+                       "message size " + std::to_string(declared_size_) +
                            " is larger than configured max size " + std::to_string(max_body_),
                        class_id_, method_id_);
   }

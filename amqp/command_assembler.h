@@ -47,6 +47,7 @@ class CommandAssembler {
   State state_ = State::kMethod;
   uint64_t max_body_;
   uint64_t body_size_ = 0;
+  uint64_t declared_size_ = 0;  // the header's body size (for the oversize error)
   bool discard_ = false;  // body over max size: consume frames, then report
   bool overflowed_ = false;  // more body than announced: wait for the next method
   std::string method_bytes_;  // owned copy of a content method's payload

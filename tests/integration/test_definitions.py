@@ -194,7 +194,6 @@ def test_warrenctl_export_and_import(mbroker, tmp_path):
     assert api.get("/queues/%2F/ctl-imported")["durable"] is True
 
 
-@pytest.mark.skipif(not shutil.which("rabbitmqadmin"), reason="rabbitmqadmin is not installed")
 def test_rabbitmqadmin_export(mbroker, tmp_path):
     path = str(tmp_path / "admin-export.json")
     r = subprocess.run(["rabbitmqadmin", "-H", "127.0.0.1", "-P", str(mbroker.http_port),

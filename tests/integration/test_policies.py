@@ -213,7 +213,6 @@ def test_policies_survive_a_restart(fresh_mbroker):
     assert Api(b).get("/policies") == []
 
 
-@pytest.mark.skipif(not shutil.which("rabbitmqadmin"), reason="rabbitmqadmin is not installed")
 def test_rabbitmqadmin_policies(mbroker, api):
     admin = ["rabbitmqadmin", "-H", "127.0.0.1", "-P", str(mbroker.http_port), "-u", "guest",
              "-p", "guest"]
