@@ -171,11 +171,11 @@ int main(int argc, char** argv) {
       https = std::make_unique<management::HttpServer>(io, broker, https_tls.get());
       https->listen(http_address, cfg.https_port);
     } catch (const std::exception& e) {
-      WLOG_ERROR("cannot listen for HTTPS on {}:{}: {}", cfg.bind_address, cfg.https_port,
+      WLOG_ERROR("cannot listen for HTTPS on {}:{}: {}", http_address, cfg.https_port,
                  e.what());
       return 1;
     }
-    WLOG_INFO("management API listening on https://{}:{}/api/", cfg.bind_address, https->port());
+    WLOG_INFO("management API listening on https://{}:{}/api/", http_address, https->port());
   }
   if (cfg.http_port != 0) {
     try {
@@ -194,11 +194,11 @@ int main(int argc, char** argv) {
     try {
       prometheus.listen(prometheus_address, cfg.prometheus_port);
     } catch (const std::exception& e) {
-      WLOG_ERROR("cannot listen for Prometheus on {}:{}: {}", cfg.bind_address,
+      WLOG_ERROR("cannot listen for Prometheus on {}:{}: {}", prometheus_address,
                  cfg.prometheus_port, e.what());
       return 1;
     }
-    WLOG_INFO("Prometheus metrics on http://{}:{}/metrics", cfg.bind_address, prometheus.port());
+    WLOG_INFO("Prometheus metrics on http://{}:{}/metrics", prometheus_address, prometheus.port());
   }
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -3,17 +3,22 @@
 Covers: one rabbitmq.conf holding every supported key (non-default values) read by one
 broker, started with nothing but --config and --data-dir, and each key's effect checked
 where a client can see it: listener address and port, management, HTTPS and Prometheus
-ports, TLS versions, ciphers and peer verification on both TLS listeners, the SASL
-mechanisms offered, EXTERNAL's user name, the tune offer (heartbeat, frame_max,
-channel_max), handshake and consumer timeouts, max_message_size's 406, the default user,
-password and vhost (AMQP and HTTP), definitions loaded at start, the console log level,
-queue_memory_limit paging; a second file for the keys that would contradict the first
-(management.load_definitions, loopback_users.NAME, log.level, listeners.tcp.N on every
-address, store_backlog_limit's flow control); memory and disk alarm keys (with RabbitMQ's
-rule that a relative watermark wins over an absolute one), the paging ratio, several
-listeners.tcp.N, RabbitMQ's loopback_users translation; unknown keys warned about once,
-with their line; values RabbitMQ refuses (unparsable, out of range, a line without `=`)
-stop the broker with the file, line and key.
+ports and addresses (every listener in /api/overview), TLS versions, ciphers and peer
+verification on both TLS listeners, the SASL mechanisms offered, EXTERNAL's user name, the
+tune offer (heartbeat, frame_max, channel_max), handshake and consumer timeouts,
+max_message_size's 406, the default user, password, vhost, tags and permissions (AMQP and
+HTTP, with 403s outside the permissions), definitions loaded at start, the console log
+level and a log file under log.dir at its own level, queue_memory_limit paging, message
+rates sampled at collect_statistics_interval; a second file for the keys that would
+contradict the first (management.load_definitions, loopback_users.NAME, log.level,
+listeners.tcp.N on every address, store_backlog_limit's flow control, default_user_tags
+without administrator); management.tcp.ip and prometheus.tcp.ip on loopback while AMQP
+listens on every address; log.console = false with a log file in the data directory, and a
+log file that cannot be opened; memory and disk alarm keys (with RabbitMQ's rule that a
+relative watermark wins over an absolute one), the paging ratio, several listeners.tcp.N,
+RabbitMQ's loopback_users translation; unknown keys warned about once per key, with their
+first line; values RabbitMQ refuses (unparsable, out of range, a line without `=`) stop the
+broker with the file, line and key.
 
 SUPPORTED_KEYS lists every key Warren reads; one test checks that the files used here set
 each of them, another that the list matches the keys common/config.cpp accepts. A key whose
@@ -57,21 +62,24 @@ SUPPORTED_KEYS = {
     "management.ssl.cacertfile", "management.ssl.certfile", "management.ssl.keyfile",
     "management.ssl.verify", "management.ssl.fail_if_no_peer_cert",
     "management.ssl.versions.$name", "management.ssl.ciphers.$name",
-    "prometheus.tcp.port",
+    "management.tcp.ip", "prometheus.tcp.port", "prometheus.tcp.ip",
+    "collect_statistics_interval",
     "auth_mechanisms.$name", "ssl_cert_login_from",
     "heartbeat", "frame_max", "channel_max", "handshake_timeout", "max_message_size",
     "consumer_timeout",
-    "default_user", "default_pass", "default_vhost",
+    "default_user", "default_pass", "default_vhost", "default_user_tags.$name",
+    "default_permissions.configure", "default_permissions.write", "default_permissions.read",
     "load_definitions", "management.load_definitions",
     "loopback_users", "loopback_users.$name",
     "vm_memory_high_watermark.relative", "vm_memory_high_watermark.absolute",
     "vm_memory_high_watermark_paging_ratio", "disk_free_limit.absolute",
     "queue_memory_limit", "store_backlog_limit",
-    "log.level", "log.console.level",
+    "log.level", "log.console", "log.console.level", "log.file", "log.file.level", "log.dir",
 }
 
-# Keys whose suffix is a free name (listener names, list indexes, user names).
+# Keys whose suffix is a free name (listener names, list indexes, user names, tags).
 NAMED_PREFIXES = ("listeners.tcp.", "listeners.ssl.", "auth_mechanisms.", "loopback_users.",
+                  "default_user_tags.",
                   "ssl_options.versions.", "ssl_options.ciphers.",
                   "management.ssl.versions.", "management.ssl.ciphers.")
 
@@ -89,6 +97,7 @@ ssl_options.fail_if_no_peer_cert = true
 ssl_options.versions.1 = tlsv1.2
 ssl_options.ciphers.1 = ECDHE-RSA-AES128-GCM-SHA256
 management.tcp.port = {http_port}
+management.tcp.ip = 127.0.0.1
 management.ssl.port = {https_port}
 management.ssl.cacertfile = {certs}/ca.pem
 management.ssl.certfile = {certs}/server.pem
@@ -98,6 +107,7 @@ management.ssl.fail_if_no_peer_cert = true
 management.ssl.versions.1 = tlsv1.3
 management.ssl.ciphers.1 = TLS_AES_256_GCM_SHA384
 prometheus.tcp.port = {prometheus_port}
+prometheus.tcp.ip = 127.0.0.1
 auth_mechanisms.1 = PLAIN
 auth_mechanisms.2 = EXTERNAL
 ssl_cert_login_from = common_name
@@ -107,9 +117,20 @@ channel_max = 17
 handshake_timeout = 800
 max_message_size = 4096
 consumer_timeout = 1000
+# Message rates sampled every 500 ms (RabbitMQ's default: 5 s).
+collect_statistics_interval = 500
 default_user = cfg-admin
 default_pass = cfg-secret
 default_vhost = cfg-vhost
+# The first tag replaces the default [administrator]; administrator is set again (the
+# tests use the whole API as cfg-admin).
+default_user_tags.administrator = true
+default_user_tags.monitoring = true
+# What the tests here use as cfg-admin, and nothing else: server-named and cfg-* queues,
+# the default exchange to publish.
+default_permissions.configure = ^(amq\\.gen-.*|paged-by-config|cfg-.*)$
+default_permissions.write = ^(amq\\.default|amq\\.gen-.*|paged-by-config|cfg-.*)$
+default_permissions.read = ^(amq\\.gen-.*|paged-by-config|cfg-.*)$
 load_definitions = {definitions}
 # RabbitMQ: when both are set, the relative watermark is used (neither raises an alarm here).
 vm_memory_high_watermark.relative = 0.9
@@ -118,11 +139,17 @@ vm_memory_high_watermark_paging_ratio = 0.9
 disk_free_limit.absolute = 1MB
 queue_memory_limit = 100KB
 store_backlog_limit = 32MiB
+# The console at warning, a file under log.dir at debug: each level filters its own output.
+log.console = true
 log.console.level = warning
+log.dir = {log_dir}
+log.file = warren-file.log
+log.file.level = debug
 """
 
 # The keys that would contradict the file above: another definitions key, loopback users,
-# a log level that shows debug lines, and a listener on every address.
+# a log level that shows debug lines, a listener on every address, and default user tags
+# without administrator.
 SECOND_CONF = """\
 listeners.tcp.1 = 0.0.0.0:{amqp_port}
 management.tcp.port = {http_port}
@@ -130,6 +157,23 @@ management.load_definitions = {definitions}
 loopback_users.local-only = true
 log.level = debug
 store_backlog_limit = 100KB
+default_user_tags.monitoring = true
+default_user_tags.management = false
+"""
+
+# The management and Prometheus listeners on loopback while AMQP listens on every address.
+LISTENER_IP_CONF = """\
+listeners.tcp.default = 0.0.0.0:{amqp_port}
+management.tcp.port = {http_port}
+management.tcp.ip = 127.0.0.1
+prometheus.tcp.port = {prometheus_port}
+prometheus.tcp.ip = 127.0.0.1
+"""
+
+# No console output; a relative log.file without log.dir is in the data directory.
+LOG_FILE_ONLY_CONF = """\
+log.console = false
+log.file = file-only.log
 """
 
 # Alarm keys, one broker each: (config, memory alarm expected, disk alarm expected).
@@ -156,13 +200,17 @@ LOOPBACK_CASES = {
     "none-wins": "loopback_users = none\nloopback_users.guest = true\n",
 }
 
-ALL_CONFS = [EVERY_KEY_CONF, SECOND_CONF, PAGING_RATIO_CONF, SEVERAL_LISTENERS_CONF] \
+ALL_CONFS = [EVERY_KEY_CONF, SECOND_CONF, LISTENER_IP_CONF, LOG_FILE_ONLY_CONF,
+             PAGING_RATIO_CONF, SEVERAL_LISTENERS_CONF] \
     + [c for c, _, _ in ALARM_CASES.values()] + list(LOOPBACK_CASES.values())
 
 TIMEOUT_TEXT = ("PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. "
                 "Timeout value used: %d ms. This timeout value can be configured, see "
                 "consumers doc guide to learn more")
 IGNORED = "is not supported by Warren and is ignored"
+# A log line: "2026-01-31 12:00:00.123 [info] ..." (spdlog's pattern, as Warren's console).
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
+                      r"\[(debug|info|warning|error|critical)\] ")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -345,9 +393,12 @@ def every_key(tmp_path_factory, certs):  # noqa: F811 (the imported fixture)
         }, f)
     ports = dict(amqp_port=free_port(), amqps_port=free_port(), http_port=free_port(),
                  https_port=free_port(), prometheus_port=free_port())
-    b = start(d, EVERY_KEY_CONF.format(certs=certs, definitions=definitions, **ports),
+    log_dir = os.path.join(d, "logs")  # not there yet: the broker creates it
+    b = start(d, EVERY_KEY_CONF.format(certs=certs, definitions=definitions, log_dir=log_dir,
+                                       **ports),
               wait_ports=tuple(ports.values()))
     b.__dict__.update(ports)
+    b.log_file = os.path.join(log_dir, "warren-file.log")
     try:
         yield b
     finally:
@@ -370,8 +421,12 @@ def test_every_key_listener_address_and_port(every_key):
     api = Api(every_key, "cfg-admin", "cfg-secret")
     listeners = {(x["protocol"], x["ip_address"], x["port"])
                  for x in api.get("/overview")["listeners"]}
-    assert ("amqp", "127.0.0.1", every_key.amqp_port) in listeners
-    assert ("http", "127.0.0.1", every_key.http_port) in listeners
+    # Every listener, with the address it is bound to (management.tcp.ip, prometheus.tcp.ip).
+    assert listeners == {("amqp", "127.0.0.1", every_key.amqp_port),
+                         ("amqp/ssl", "127.0.0.1", every_key.amqps_port),
+                         ("http", "127.0.0.1", every_key.http_port),
+                         ("https", "127.0.0.1", every_key.https_port),
+                         ("http/prometheus", "127.0.0.1", every_key.prometheus_port)}
 
 
 def test_every_key_default_user_password_and_vhost(every_key):
@@ -391,12 +446,76 @@ def test_every_key_default_user_password_and_vhost(every_key):
         pika_as(every_key.amqp_port, "cfg-admin", "cfg-secret", vhost="/")
     assert "NOT_ALLOWED - vhost / not found" in str(e.value)
     api = Api(every_key, "cfg-admin", "cfg-secret")
-    assert api.get("/whoami")["tags"] in (["administrator"], "administrator")
     assert [v["name"] for v in api.get("/vhosts")] == ["cfg-vhost"]
-    perm = api.get("/permissions/cfg-vhost/cfg-admin")
-    assert (perm["configure"], perm["write"], perm["read"]) == (".*", ".*", ".*")
     assert {u["name"] for u in api.get("/users")} == {"cfg-admin", "tls-client"}
     assert Api(every_key, "guest", "guest").call("GET", "/overview")[0] == 401
+
+
+def tag_set(tags):
+    """A user's tags from the API: a list, or RabbitMQ's older comma-separated string."""
+    if isinstance(tags, str):
+        return {t for t in tags.split(",") if t}
+    return set(tags)
+
+
+def test_every_key_default_user_tags(every_key):
+    api = Api(every_key, "cfg-admin", "cfg-secret")
+    assert tag_set(api.get("/whoami")["tags"]) == {"administrator", "monitoring"}
+    users = {u["name"]: tag_set(u["tags"]) for u in api.get("/users")}
+    assert users["cfg-admin"] == {"administrator", "monitoring"}
+
+
+def test_every_key_default_permissions(every_key):
+    api = Api(every_key, "cfg-admin", "cfg-secret")
+    perm = api.get("/permissions/cfg-vhost/cfg-admin")
+    assert (perm["configure"], perm["write"], perm["read"]) == (
+        r"^(amq\.gen-.*|paged-by-config|cfg-.*)$",
+        r"^(amq\.default|amq\.gen-.*|paged-by-config|cfg-.*)$",
+        r"^(amq\.gen-.*|paged-by-config|cfg-.*)$")
+    refused_text = ("ACCESS_REFUSED - access to %s in vhost 'cfg-vhost' refused for user "
+                    "'cfg-admin'")
+
+    def refused_op(op):
+        """Runs op(channel) on a fresh connection; returns the channel's close (403)."""
+        c = pika_as(every_key.amqp_port, "cfg-admin", "cfg-secret", vhost="cfg-vhost")
+        try:
+            ch = c.channel()
+            with pytest.raises(pexc.ChannelClosedByBroker) as e:
+                op(ch)
+            assert e.value.reply_code == 403
+            return e.value.reply_text
+        finally:
+            close_quietly(c)
+
+    # Inside the patterns: a cfg-* queue, published to through the default exchange.
+    c = pika_as(every_key.amqp_port, "cfg-admin", "cfg-secret", vhost="cfg-vhost")
+    try:
+        ch = c.channel()
+        ch.queue_declare("cfg-permitted", exclusive=True)
+        ch.basic_publish("", "cfg-permitted", b"ok")
+        assert wait_for(lambda: ch.basic_get("cfg-permitted", auto_ack=True)[2] == b"ok",
+                        timeout=3)
+    finally:
+        close_quietly(c)
+    # configure: a queue outside the pattern.
+    assert refused_op(lambda ch: ch.queue_declare("not-permitted")) == \
+        refused_text % "queue 'not-permitted'"
+
+    # write: publishing to an exchange outside the pattern (the error comes asynchronously).
+    def publish_to_fanout(ch):
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.basic_publish("amq.fanout", "", b"no")
+        ch.queue_declare(q, passive=True)
+
+    assert refused_op(publish_to_fanout) == refused_text % "exchange 'amq.fanout'"
+
+    def bind_to_fanout(ch):
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.queue_bind(q, "amq.fanout")
+
+    # read: binding a queue (write on it is allowed) to an exchange outside the pattern.
+
+    assert refused_op(bind_to_fanout) == refused_text % "exchange 'amq.fanout'"
 
 
 def test_every_key_tune_offer(every_key):
@@ -551,15 +670,65 @@ def test_every_key_queue_memory_limit(every_key):
         close_quietly(c)
 
 
-def test_every_key_console_log_level(every_key):
+def test_every_key_collect_statistics_interval(every_key):
+    api = Api(every_key, "cfg-admin", "cfg-secret")
+
+    def publish_rate():
+        stats = api.get("/overview").get("message_stats") or {}
+        return (stats.get("publish_details") or {}).get("rate", 0)
+
+    c = pika_as(every_key.amqp_port, "cfg-admin", "cfg-secret", vhost="cfg-vhost")
+    try:
+        ch = c.channel()
+        q = "cfg-stats"
+        ch.queue_declare(q)
+        assert wait_for(lambda: publish_rate() == 0, timeout=7)
+        n = 50
+        for _ in range(n):
+            ch.basic_publish("", q, b"counted")
+        ch.queue_declare(q, passive=True)  # every publish has been handled
+        # Sampled every 500 ms: the rate shows soon, and is back to 0 within a second
+        # after publishing stops (it would stay up to 5 s with RabbitMQ's default interval).
+        assert wait_for(lambda: publish_rate() > 0, timeout=2)
+        assert wait_for(lambda: publish_rate() == 0, timeout=1.5)
+        stats = api.get("/queues/cfg-vhost/%s" % q)["message_stats"]
+        assert stats["publish"] == n
+        ch.queue_delete(q)
+    finally:
+        close_quietly(c)
+
+
+def read_text(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def test_every_key_console_and_file_log(every_key):
     # log.console.level = warning: refusals are logged, nothing at info (not even the
-    # listening lines).
+    # listening lines). log.file.level = debug: the file has all of it, debug lines too.
     with pytest.raises(pexc.ProbableAuthenticationError):
         pika_as(every_key.amqp_port, "cfg-admin", "wrong", vhost="cfg-vhost")
+    # A client that resets its connection is a debug line.
+    s = socket.create_connection(("127.0.0.1", every_key.amqp_port), timeout=5)
+    s.sendall(b"AMQP\x00\x00\x09\x01")
+    s.recv(4096)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()  # RST
     assert wait_for(lambda: "login refused" in every_key.log(), timeout=3)
+    assert wait_for(lambda: "read failed" in read_text(every_key.log_file), timeout=3)
     log = every_key.log()
     assert "[warning]" in log
     assert "[info]" not in log and "[debug]" not in log
+    # log.file = warren-file.log is under log.dir, not in the data directory.
+    assert not os.path.exists(os.path.join(every_key.data_dir, "warren-file.log"))
+    text = read_text(every_key.log_file)
+    lines = text.splitlines()
+    bad = [line for line in lines if not LOG_LINE.match(line)]
+    assert lines and not bad, bad
+    levels = {LOG_LINE.match(line).group(1) for line in lines}
+    assert {"debug", "info", "warning"} <= levels
+    assert "listening for AMQP on 127.0.0.1:%d" % every_key.amqp_port in text
+    assert "login refused" in text
 
 
 # ----------------------------------------------------------------------------- the second file
@@ -600,6 +769,14 @@ def test_second_file_keys(tmp_path, remote_address):
         status, j, _ = Api(b, "local-only", "pw", host=remote_address).call("GET", "/whoami")
         assert status == 401 and j["reason"] == "User can only log in via localhost"
         assert Api(b, "local-only", "pw").call("GET", "/whoami")[0] == 200
+        # default_user_tags.monitoring = true replaced the default administrator tag of the
+        # default user (guest); management = false added nothing.
+        guest = Api(b, "guest", "guest")
+        assert tag_set(guest.get("/whoami")["tags"]) == {"monitoring"}
+        # Not an administrator any more (RabbitMQ: 401 "Not administrator user").
+        status, j, _ = guest.call("GET", "/users")
+        assert status == 401 and j["reason"] == "Not administrator user"
+        assert guest.call("GET", "/overview")[0] == 200
         # log.level = debug: a client that resets its connection is a debug line.
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
         s.sendall(b"AMQP\x00\x00\x09\x01")
@@ -620,6 +797,60 @@ def test_second_file_keys(tmp_path, remote_address):
         close_quietly(c)
     finally:
         b.stop()
+
+
+def test_management_and_prometheus_ip(tmp_path, remote_address):
+    """management.tcp.ip and prometheus.tcp.ip bind those listeners to their own address
+    (by default they share the AMQP listener's)."""
+    ports = dict(amqp_port=free_port(), http_port=free_port(), prometheus_port=free_port())
+    b = start(str(tmp_path), LISTENER_IP_CONF.format(**ports), wait_ports=tuple(ports.values()))
+    b.http_port = ports["http_port"]
+    try:
+        assert IGNORED not in b.log()
+        socket.create_connection((remote_address, ports["amqp_port"]), timeout=5).close()
+        for port in (ports["http_port"], ports["prometheus_port"]):
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((remote_address, port), timeout=5).close()
+        assert http_get("http://127.0.0.1:%d/metrics" % ports["prometheus_port"])[0] == 200
+        listeners = {(x["protocol"], x["ip_address"], x["port"])
+                     for x in Api(b).get("/overview")["listeners"]}
+        assert listeners == {("amqp", "0.0.0.0", ports["amqp_port"]),
+                             ("http", "127.0.0.1", ports["http_port"]),
+                             ("http/prometheus", "127.0.0.1", ports["prometheus_port"])}
+    finally:
+        b.stop()
+
+
+# ----------------------------------------------------------------------------- log files
+
+def test_log_file_without_console(tmp_path):
+    """log.console = false: nothing on stderr; the file (relative, so in the data directory
+    when log.dir is not set) still gets every line at the default level."""
+    d = str(tmp_path)
+    b = start_small(d, LOG_FILE_ONLY_CONF)
+    path = os.path.join(d, "file-only.log")
+    try:
+        with pytest.raises(pexc.ProbableAuthenticationError):
+            pika_as(b.port, "guest", "wrong")
+        assert wait_for(lambda: "login refused" in read_text(path), timeout=3)
+        text = read_text(path)
+        assert "[info]" in text and "[warning]" in text and "[debug]" not in text
+        assert "listening for AMQP on 127.0.0.1:%d" % b.port in text
+        assert all(LOG_LINE.match(line) for line in text.splitlines())
+        assert b.log() == "", b.log()
+    finally:
+        b.stop()
+    assert b.log() == "", b.log()  # not even the shutdown lines
+
+
+def test_log_file_that_cannot_be_opened_stops_the_broker(tmp_path):
+    d = str(tmp_path)
+    blocker = os.path.join(d, "not-a-directory")
+    with open(blocker, "w") as f:
+        f.write("x")
+    rc, out = refused(d, "log.dir = %s\nlog.file = warren.log\n" % blocker)
+    assert rc != 0
+    assert "cannot open log file %s" % os.path.join(blocker, "warren.log") in out, out
 
 
 # ----------------------------------------------------------------------------- single keys
@@ -660,13 +891,17 @@ def test_paging_ratio_key(tmp_path):
 
 def test_several_tcp_listeners(tmp_path):
     """RabbitMQ listens on every listeners.tcp.NAME."""
-    port1, port2 = free_port(), free_port()
+    port1, port2, http_port = free_port(), free_port(), free_port()
     b = start(str(tmp_path), SEVERAL_LISTENERS_CONF.format(port1=port1, port2=port2),
-              extra_args=["--http-port", "0"])
+              wait_ports=(http_port,), extra_args=["--http-port", str(http_port)])
+    b.http_port = http_port
     try:
         for port in (port1, port2):
             wait_for_port("127.0.0.1", port, timeout=5, proc=b.proc)
             pika_as(port, "guest", "guest").close()
+        amqp = {(x["ip_address"], x["port"]) for x in Api(b).get("/overview")["listeners"]
+                if x["protocol"] == "amqp"}
+        assert amqp == {("127.0.0.1", port1), ("127.0.0.1", port2)}
     finally:
         b.stop()
 
@@ -686,23 +921,24 @@ def test_loopback_users_as_rabbitmq_translates_them(tmp_path, remote_address, ca
 
 # ----------------------------------------------------------------------------- unknown keys
 
-UNKNOWN_KEYS = ["cluster_formation.peer_discovery_backend", "log.file",
-                "default_user_tags.monitoring", "management.tcp.ip"]
+# RabbitMQ keys (core and plugins) Warren does not read.
+UNKNOWN_KEYS = ["cluster_formation.peer_discovery_backend", "mqtt.listeners.tcp.default",
+                "stomp.listeners.tcp.1", "cluster_name"]
 
 
 def test_unknown_keys_warned_once_each_with_their_line(tmp_path):
     text = ("heartbeat = 30\n"
             "cluster_formation.peer_discovery_backend = classic_config\n"
-            "log.file = false\n"
+            "mqtt.listeners.tcp.default = 1883\n"
             "# a comment\n"
-            "default_user_tags.monitoring = true\n"
+            "stomp.listeners.tcp.1 = 61613\n"
             "channel_max = 100\n"
-            "management.tcp.ip = 127.0.0.1\n")
+            "cluster_name = warren-test\n")
     b = start_small(str(tmp_path), text)
     try:
         log = b.log()
-        lines = {"cluster_formation.peer_discovery_backend": 2, "log.file": 3,
-                 "default_user_tags.monitoring": 5, "management.tcp.ip": 7}
+        lines = {"cluster_formation.peer_discovery_backend": 2, "mqtt.listeners.tcp.default": 3,
+                 "stomp.listeners.tcp.1": 5, "cluster_name": 7}
         for key, lineno in lines.items():
             found = warning_lines(log, key)
             assert len(found) == 1, (key, found)
@@ -717,14 +953,24 @@ def test_unknown_keys_warned_once_each_with_their_line(tmp_path):
 
 
 def test_unknown_key_repeated_is_warned_once(tmp_path):
-    """Warren "warns once about keys it ignores" (README: "reported once as a warning")."""
-    key = "cluster_formation.peer_discovery_backend"
-    b = start_small(str(tmp_path), "%s = classic_config\nheartbeat = 30\n%s = classic_config\n"
-                    % (key, key))
+    """Warren "warns once about keys it ignores" (README: "reported once as a warning"):
+    one warning per key, at its first line, however often the key is repeated."""
+    first, second = "cluster_formation.peer_discovery_backend", "mqtt.listeners.tcp.default"
+    text = ("%s = classic_config\n"   # 1
+            "%s = 1883\n"             # 2
+            "heartbeat = 30\n"        # 3
+            "%s = classic_config\n"   # 4
+            "%s = 1884\n"             # 5
+            "%s = classic_config\n"   # 6
+            % (first, second, first, second, first))
+    b = start_small(str(tmp_path), text)
     try:
-        found = warning_lines(b.log(), key)
-        assert len(found) == 1, found
-        assert "rabbitmq.conf:1:" in found[0]
+        log = b.log()
+        for key, lineno in ((first, 1), (second, 2)):
+            found = warning_lines(log, key)
+            assert len(found) == 1, found
+            assert "rabbitmq.conf:%d:" % lineno in found[0]
+        assert log.count(IGNORED) == 2
         assert b.proc.poll() is None
     finally:
         b.stop()
@@ -735,6 +981,7 @@ def test_unknown_key_repeated_is_warned_once(tmp_path):
 BAD_VALUES = [
     ("heartbeat", "abc"),
     ("listeners.tcp.default", "notaport"),
+    ("listeners.tcp.default", "127.0.0.1:notaport"),
     ("listeners.ssl.default", "127.0.0.1:notaport"),
     ("vm_memory_high_watermark.relative", "2x"),
     ("channel_max", "70000"),
@@ -743,10 +990,16 @@ BAD_VALUES = [
     ("ssl_options.verify", "sometimes"),
     ("log.level", "loud"),
     ("loopback_users.guest", "maybe"),
+    ("log.console", "maybe"),
+    ("log.console.level", "loud"),
+    ("log.file.level", "loud"),
+    ("default_user_tags.monitoring", "maybe"),
+    ("collect_statistics_interval", "50"),         # Warren's floor: 100 ms
     # Parsable, but RabbitMQ 3.10.8's validators refuse them at boot:
     ("max_message_size", "0"),                      # "between 0 and 512MB" (exclusive of 0)
     ("consumer_timeout", "0"),                      # "greater or equal to one"
     ("vm_memory_high_watermark_paging_ratio", "1.5"),  # "Float is not between 0 and 1"
+    ("vm_memory_high_watermark_paging_ratio", "0"),
 ]
 
 
