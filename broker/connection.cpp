@@ -563,6 +563,8 @@ void Connection::close_channel(uint16_t id) {
 }
 
 void Connection::sample_stats(double seconds) {
+  recv_oct_.sample(seconds);
+  send_oct_.sample(seconds);
   for (auto& [id, ch] : channels_) ch->stats().sample(seconds);
 }
 

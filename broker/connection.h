@@ -19,6 +19,7 @@
 #include "amqp/errors.h"
 #include "amqp/frame.h"
 #include "amqp/methods.h"
+#include "broker/message_stats.h"
 #include "broker/out_buffer.h"
 #include "broker/transport.h"
 
@@ -168,6 +169,19 @@ class Connection {
  public:
   // Samples the message rates of its channels (Broker::sample_stats).
   void sample_stats(double seconds);
+  // Bytes and socket reads/writes (RabbitMQ's recv_oct, send_oct, recv_cnt, send_cnt).
+  void count_received(size_t bytes) {
+    recv_oct_.total += bytes;
+    ++recv_cnt_;
+  }
+  void count_sent(size_t bytes) {
+    send_oct_.total += bytes;
+    ++send_cnt_;
+  }
+  const CounterRate& recv_oct() const { return recv_oct_; }
+  const CounterRate& send_oct() const { return send_oct_; }
+  uint64_t recv_cnt() const { return recv_cnt_; }
+  uint64_t send_cnt() const { return send_cnt_; }
 
  private:
   void close_channel(uint16_t id);
@@ -203,6 +217,8 @@ class Connection {
   std::vector<boost::intrusive_ptr<Queue>> flow_queues_;
 
   std::unordered_map<uint16_t, std::unique_ptr<Channel>> channels_;
+  CounterRate recv_oct_, send_oct_;
+  uint64_t recv_cnt_ = 0, send_cnt_ = 0;
   // Content methods arriving on channels that are not open are assembled before they are
   // refused, as RabbitMQ does (the 504 names the method once its content is complete).
   std::unordered_map<uint16_t, amqp::CommandAssembler> unopened_;

@@ -70,6 +70,17 @@ class MessageStats {
   std::array<float, kCount> rates_{};
 };
 
+// One counter and its rate (a connection's bytes received and sent).
+struct CounterRate {
+  uint64_t total = 0;
+  uint64_t sampled = 0;
+  float rate = 0;
+  void sample(double seconds) {
+    rate = seconds > 0 ? static_cast<float>((total - sampled) / seconds) : 0.0f;
+    sampled = total;
+  }
+};
+
 // A gauge's rate of change (queue length), sampled with the counters.
 struct GaugeRate {
   int64_t sampled = 0;

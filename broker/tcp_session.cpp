@@ -157,6 +157,7 @@ void TcpSession::do_read() {
           return;
         }
         self->read_since_tick_ = true;
+        self->conn_->count_received(n);
         if (self->ignore_input_) {
           self->do_read();
           return;
@@ -202,8 +203,9 @@ void TcpSession::do_write() {
   in_flight_.gather(gather_);
   writing_ = true;
   wrote_since_tick_ = true;
-  auto on_written = [self = shared_from_this()](error_code ec, size_t) {
+  auto on_written = [self = shared_from_this()](error_code ec, size_t n) {
     self->writing_ = false;
+    self->conn_->count_sent(n);
     self->in_flight_.clear();
     if (ec) {
       self->finish();

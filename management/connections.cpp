@@ -52,6 +52,10 @@ Json connection_json(broker::Connection& conn) {
   j["connected_at"] = conn.connected_at();
   j["ssl"] = false;
   j["type"] = "network";
+  add_with_rate(j, "recv_oct", conn.recv_oct().total, conn.recv_oct().rate);
+  add_with_rate(j, "send_oct", conn.send_oct().total, conn.send_oct().rate);
+  j["recv_cnt"] = conn.recv_cnt();
+  j["send_cnt"] = conn.send_cnt();
   j["user_who_performed_action"] = conn.user();
   return j;
 }

@@ -10,9 +10,22 @@ namespace {
 Json vhost_json(Context& c, const std::string& name, broker::VHost& v) {
   const auto* info = c.broker.vhost_info(name);
   uint64_t ready = 0, unacked = 0;
+  double ready_rate = 0, unacked_rate = 0;
+  broker::MessageStats stats;  // its queues' counters
   for (const auto& [qn, q] : v.queues()) {
     ready += q->ready_count();
     unacked += q->unacked_count();
+    ready_rate += q->ready_rate();
+    unacked_rate += q->unacked_rate();
+    stats.merge(q->stats());
+  }
+  broker::CounterRate recv, send;  // its connections' bytes
+  for (broker::Connection* conn : c.broker.connections()) {
+    if (conn->vhost() != &v) continue;
+    recv.total += conn->recv_oct().total;
+    recv.rate += conn->recv_oct().rate;
+    send.total += conn->send_oct().total;
+    send.rate += conn->send_oct().rate;
   }
   Json j;
   j["cluster_state"] = {{node_name(), "running"}};
@@ -23,9 +36,12 @@ Json vhost_json(Context& c, const std::string& name, broker::VHost& v) {
   j["name"] = name;
   j["tags"] = info ? info->tags : std::vector<std::string>{};
   j["tracing"] = false;
-  j["messages"] = ready + unacked;
-  j["messages_ready"] = ready;
-  j["messages_unacknowledged"] = unacked;
+  add_with_rate(j, "messages", ready + unacked, ready_rate + unacked_rate);
+  add_with_rate(j, "messages_ready", ready, ready_rate);
+  add_with_rate(j, "messages_unacknowledged", unacked, unacked_rate);
+  add_with_rate(j, "recv_oct", recv.total, recv.rate);
+  add_with_rate(j, "send_oct", send.total, send.rate);
+  j["message_stats"] = message_stats_json(stats, StatsOf::kQueue);
   return j;
 }
 }  // namespace

@@ -301,6 +301,31 @@ def test_message_rates_follow_traffic(sbroker, api):
     assert "message_stats" not in api.get("/exchanges/%2F/amq.headers")
 
 
+def test_byte_counters_and_rates(sbroker, api):
+    api.put("/vhosts/bytes")
+    api.put("/permissions/bytes/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+    api.put("/queues/bytes/bytes-q", {"durable": False})
+    conn = connect(sbroker, "guest", "guest", vhost="bytes")
+    try:
+        ch = conn.channel()
+        def sending():
+            for _ in range(20):
+                ch.basic_publish("", "bytes-q", b"z" * 1000)
+            conn.process_data_events(0)
+            mine = [c for c in api.get("/connections") if c["vhost"] == "bytes"]
+            return len(mine) == 1 and mine[0]["recv_oct_details"]["rate"] > 1000
+        wait_for(sending, timeout=10)
+        c = [c for c in api.get("/connections") if c["vhost"] == "bytes"][0]
+        # At least the bodies came in; the handshake and replies went out.
+        assert c["recv_oct"] > 20 * 1000 and c["send_oct"] > 0
+        assert c["recv_cnt"] > 0 and c["send_cnt"] > 0
+        v = api.get("/vhosts/bytes")
+        assert v["recv_oct"] >= c["recv_oct"] and v["messages"] >= 20
+        assert v["message_stats"]["publish"] >= 20
+    finally:
+        close_quietly(conn)
+
+
 # ---- pagination, sorting, columns ----
 
 def test_pagination_sorting_and_columns(sbroker):
