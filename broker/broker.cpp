@@ -145,6 +145,7 @@ void Broker::tick() {
   for (Connection* c : all) {
     c->check_consumer_timeouts(now);
     c->check_flow(now);
+    c->trim_if_idle(now);
   }
   const uint64_t period = std::clamp<uint64_t>(config_.consumer_timeout_ms / 4, 20, 200);
   tick_timer_->expires_after(std::chrono::milliseconds(period));

@@ -1118,13 +1118,13 @@ void Channel::deliver(Consumer& c, Queue& q, QueueEntry e) {
   }
 }
 
-std::deque<Channel::Unacked>::iterator Channel::find_unacked(uint64_t tag) {
+boost::container::deque<Channel::Unacked>::iterator Channel::find_unacked(uint64_t tag) {
   auto it = std::lower_bound(unacked_.begin(), unacked_.end(), tag,
                              [](const Unacked& u, uint64_t t) { return u.tag < t; });
   return it != unacked_.end() && it->tag == tag && !it->settled ? it : unacked_.end();
 }
 
-std::deque<Channel::Unacked>::iterator Channel::unacked_or_throw(uint64_t tag) {
+boost::container::deque<Channel::Unacked>::iterator Channel::unacked_or_throw(uint64_t tag) {
   auto it = find_unacked(tag);
   if (it == unacked_.end()) {
     throw ChannelError(ReplyCode::kPreconditionFailed, "unknown delivery tag " + std::to_string(tag));

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <boost/container/deque.hpp>
 #include <deque>
 #include <memory>
 #include <map>
@@ -163,8 +164,8 @@ class Channel {
   void cancel_consumer(const std::string& tag, bool notify_client);
   void trim_unacked();
   // The unsettled delivery with this tag, or end() / a 406 "unknown delivery tag".
-  std::deque<Unacked>::iterator find_unacked(uint64_t tag);
-  std::deque<Unacked>::iterator unacked_or_throw(uint64_t tag);
+  boost::container::deque<Unacked>::iterator find_unacked(uint64_t tag);
+  boost::container::deque<Unacked>::iterator unacked_or_throw(uint64_t tag);
   // Lets each queue (once) deliver again after credit came back or messages were requeued.
   static void dispatch_each(std::vector<Queue*>& queues);
   // Returns false when any target queue refused the message (x-overflow reject-publish).
@@ -178,7 +179,7 @@ class Channel {
   amqp::CommandAssembler assembler_;
 
   std::map<std::string, ConsumerPtr, std::less<>> consumers_;
-  std::deque<Unacked> unacked_;
+  boost::container::deque<Unacked> unacked_;
   size_t unacked_live_ = 0;
   uint64_t next_delivery_tag_ = 1;
   uint32_t consumer_prefetch_ = 0;  // basic.qos global=false: for consumers created later
@@ -207,7 +208,7 @@ class Channel {
     std::string frame;
     bool ready;
   };
-  std::deque<PendingReply> replies_;
+  boost::container::deque<PendingReply> replies_;
   uint64_t writes_at_command_ = 0;
   // Publisher confirms of persistent messages wait for the commit that holds them.
   uint64_t need_sync_upto_ = 0;       // highest seq whose message went to the store

@@ -45,8 +45,19 @@ Connection::~Connection() {
   broker_.unregister_connection(this);
 }
 
+amqp::FieldTable Connection::client_properties() const {
+  if (client_properties_.empty()) return {};
+  try {
+    amqp::Reader r(client_properties_);
+    return amqp::decode_table(r);
+  } catch (const amqp::DecodeError&) {
+    return {};  // encoded by us from a table that decoded: cannot happen
+  }
+}
+
 bool Connection::client_capability(std::string_view name) const {
-  const amqp::FieldValue* caps = client_properties_.find("capabilities");
+  const amqp::FieldTable props = client_properties();
+  const amqp::FieldValue* caps = props.find("capabilities");
   if (!caps || !caps->as_table()) return false;
   const amqp::FieldValue* v = caps->as_table()->find(name);
   return v && v->as_bool().value_or(false);
@@ -343,7 +354,10 @@ std::vector<std::string> Connection::offered_mechanisms() const {
 }
 
 void Connection::on_start_ok(const amqp::ConnectionStartOk& m) {
-  client_properties_ = m.client_properties;
+  client_properties_.clear();
+  amqp::Writer w(client_properties_);
+  amqp::encode_table(w, m.client_properties);
+  client_properties_.shrink_to_fit();
   const auto offered = offered_mechanisms();
   if (std::find(offered.begin(), offered.end(), m.mechanism) == offered.end()) {
     return silent_close("unknown authentication mechanism '" + std::string(m.mechanism) + "'");
@@ -560,6 +574,20 @@ void Connection::close_channel(uint16_t id) {
   it->second->release();
   channels_.erase(it);
   ++broker_.churn().channels_closed;
+}
+
+void Connection::trim_if_idle(int64_t now) {
+  const uint64_t activity = recv_cnt_ + send_cnt_;
+  if (activity != activity_seen_) {
+    activity_seen_ = activity;
+    idle_since_ = now;
+    trimmed_ = false;
+    return;
+  }
+  if (trimmed_ || now - idle_since_ < 1000 || !out_.empty()) return;
+  trimmed_ = true;
+  out_.release();
+  transport_.release_idle_buffers();
 }
 
 void Connection::sample_stats(double seconds) {

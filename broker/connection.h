@@ -77,6 +77,9 @@ class Connection {
   // Safety valve (broker tick): a connection paused this long is read again, so one that
   // also carries the acks its queue waits for cannot deadlock.
   void check_flow(int64_t now);
+  // After a second without reading or writing, releases the memory of empty output buffers
+  // (the broker's tick calls it): 10,000 idle connections cost little.
+  void trim_if_idle(int64_t now);
   bool in_flow() const { return flow_paused_; }
   // Stops handling frames after the current one until release_input() (see Transport).
   void hold_input() {
@@ -103,7 +106,9 @@ class Connection {
   const std::string& local() const { return local_; }
   std::string name() const { return peer_ + " -> " + local_; }
   int64_t connected_at() const { return connected_at_; }
-  const amqp::FieldTable& client_properties() const { return client_properties_; }
+  // Decoded on demand from the bytes the client sent (the management API, capabilities):
+  // an idle connection keeps a few hundred bytes instead of a tree of tables.
+  amqp::FieldTable client_properties() const;
   uint16_t channel_max() const { return channel_max_; }
   uint16_t heartbeat() const { return heartbeat_; }
   const std::string& auth_mechanism() const { return mechanism_; }
@@ -200,7 +205,7 @@ class Connection {
   int64_t connected_at_ = 0;  // wall clock, ms
   PermissionCache permission_cache_;
   VHost* vhost_ = nullptr;
-  amqp::FieldTable client_properties_;
+  std::string client_properties_;  // encoded field table
   uint16_t channel_max_ = 2047;
   uint32_t frame_max_ = 131072;
   uint16_t heartbeat_ = 0;
@@ -218,6 +223,9 @@ class Connection {
 
   std::unordered_map<uint16_t, std::unique_ptr<Channel>> channels_;
   CounterRate recv_oct_, send_oct_;
+  uint64_t activity_seen_ = 0;  // recv_cnt_ + send_cnt_ at the last trim check
+  int64_t idle_since_ = 0;
+  bool trimmed_ = false;
   uint64_t recv_cnt_ = 0, send_cnt_ = 0;
   // Content methods arriving on channels that are not open are assembled before they are
   // refused, as RabbitMQ does (the 504 names the method once its content is complete).

@@ -25,6 +25,11 @@ class OutBuffer {
   size_t size() const { return bytes_.size() + ref_bytes_; }
   bool empty() const { return bytes_.empty() && refs_.empty(); }
   void clear();
+  // Gives the memory back (an idle connection); REQUIRES: empty().
+  void release() {
+    std::string().swap(bytes_);
+    std::vector<Ref>().swap(refs_);
+  }
   // The buffers of one gathered write, in order. Valid until the next change.
   void gather(std::vector<boost::asio::const_buffer>& out) const;
   // The whole content as one string (tests).

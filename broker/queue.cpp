@@ -545,7 +545,13 @@ void Queue::drop_paged() {
   ++page_epoch_;
   auto waiters = std::move(load_waiters_);
   load_waiters_.clear();
-  for (auto& w : waiters) w();
+  // After the purge or delete that called this has finished (a waiter taking messages now
+  // would put them back just before they are dropped). Each looks its queue up again.
+  if (!waiters.empty()) {
+    boost::asio::post(vhost_->broker().executor(), [waiters = std::move(waiters)] {
+      for (auto& w : waiters) w();
+    });
+  }
 }
 
 size_t Queue::purge() {

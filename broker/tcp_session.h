@@ -53,6 +53,15 @@ class TcpSession : public std::enable_shared_from_this<TcpSession>, public Trans
   std::vector<uint8_t> rbuf_;
   size_t rlen_ = 0;
   OutBuffer in_flight_;
+
+ public:
+  void release_idle_buffers() override {
+    if (writing_ || !in_flight_.empty()) return;
+    in_flight_.release();
+    std::vector<boost::asio::const_buffer>().swap(gather_);
+  }
+
+ private:
   std::vector<boost::asio::const_buffer> gather_;
   bool writing_ = false;
   bool flush_posted_ = false;

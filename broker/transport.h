@@ -36,6 +36,8 @@ class Transport {
   // The connection sent connection.close: close the socket if close-ok does not come
   // within `ms`.
   virtual void start_close_timer(uint32_t ms) = 0;
+  // The connection has been idle for a while: give back the memory of empty write buffers.
+  virtual void release_idle_buffers() {}
 };
 
 }  // namespace warren::broker

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <regex>
+#include "management/name_filter.h"
 
 #include <boost/asio/post.hpp>
 
@@ -10,7 +10,11 @@
 
 namespace warren::management {
 
-Response json_response(const Json& j, unsigned status) { return Response{status, j.dump()}; }
+// Names and keys from AMQP clients are bytes, not necessarily UTF-8: invalid sequences are
+// replaced rather than thrown on.
+Response json_response(const Json& j, unsigned status) {
+  return Response{status, j.dump(-1, ' ', false, Json::error_handler_t::replace)};
+}
 
 Response error_response(unsigned status, std::string_view error, std::string_view reason) {
   Json j;
@@ -241,6 +245,7 @@ const Json* at_path(const Json& j, const std::vector<std::string>& path) {
 bool value_less(const Json* a, const Json* b) {
   if (!a || !b) return !a && b;
   if (a->is_number() && b->is_number()) return a->get<double>() < b->get<double>();
+  if (a->is_boolean() && b->is_boolean()) return !a->get<bool>() && b->get<bool>();
   if (a->is_string() && b->is_string()) return a->get_ref<const std::string&>() < b->get_ref<const std::string&>();
   return a->type() < b->type();
 }
@@ -298,7 +303,12 @@ bool build_some(LazyBuild& b, size_t slice) {
 }
 
 void build_in_slices(std::shared_ptr<LazyBuild> b) {
-  if (build_some(*b, 2000)) return b->reply(finish_lazy(*b));
+  // A posted handler: nothing may escape it.
+  try {
+    if (build_some(*b, 2000)) return b->reply(finish_lazy(*b));
+  } catch (const std::exception& e) {
+    return b->reply(error_response(500, "internal_server_error", e.what()));
+  }
   boost::asio::post(b->executor, [b] { build_in_slices(b); });
 }
 }  // namespace
@@ -337,14 +347,11 @@ Response lazy_list_per_vhost(Context& c, const Request& r,
     const size_t total = b->items.size();
     if (const std::string* name = q("name"); name && !name->empty()) {
       std::function<bool(const std::string&)> match;
-      std::regex pattern;
+      std::optional<NameFilter> pattern;
       if (const std::string* re = q("use_regex"); re && *re == "true") {
-        try {
-          pattern = std::regex(*name, std::regex::ECMAScript | std::regex::icase);
-        } catch (const std::regex_error&) {
-          return bad_request("Pagination parameters are invalid");
-        }
-        match = [&](const std::string& n) { return std::regex_search(n, pattern); };
+        pattern = NameFilter::compile(*name);
+        if (!pattern) return bad_request("Pagination parameters are invalid");
+        match = [&](const std::string& n) { return pattern->matches(n); };
       } else {
         match = [&](const std::string& n) { return contains_caseless(n, *name); };
       }
@@ -384,7 +391,7 @@ Response lazy_list_per_vhost(Context& c, const Request& r,
     }
     const size_t filtered = b->items.size();
     const size_t page_count = (filtered + page_size - 1) / page_size;
-    if (page > std::max<size_t>(page_count, 1)) {
+    if ((page - 1) * page_size > filtered) {  // RabbitMQ's bound: one empty page past the end
       return error_response(400, "page_out_of_range",
                             "Page out of range, page: " + std::to_string(page) +
                                 " page size: " + std::to_string(page_size) +
@@ -439,15 +446,11 @@ Response list_response(const Request& r, Json list) {
       const std::string* re = q("use_regex");
       Json kept = Json::array();
       if (re && *re == "true") {
-        std::regex pattern;
-        try {
-          pattern = std::regex(*name, std::regex::ECMAScript | std::regex::icase);
-        } catch (const std::regex_error&) {
-          return bad_request("Pagination parameters are invalid");
-        }
+        auto pattern = NameFilter::compile(*name);
+        if (!pattern) return bad_request("Pagination parameters are invalid");
         for (auto& item : list) {
           const Json* n = at_path(item, {"name"});
-          if (n && n->is_string() && std::regex_search(n->get_ref<const std::string&>(), pattern)) {
+          if (n && n->is_string() && pattern->matches(n->get_ref<const std::string&>())) {
             kept.push_back(std::move(item));
           }
         }
@@ -472,8 +475,7 @@ Response list_response(const Request& r, Json list) {
   }
   const size_t filtered = list.size();
   if (page_text) {
-    const size_t page_count = (filtered + page_size - 1) / page_size;
-    if (page > std::max<size_t>(page_count, 1)) {
+    if ((page - 1) * page_size > filtered) {  // RabbitMQ's bound: one empty page past the end
       return error_response(400, "page_out_of_range",
                             "Page out of range, page: " + std::to_string(page) +
                                 " page size: " + std::to_string(page_size) +

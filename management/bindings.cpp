@@ -117,13 +117,15 @@ Response binding_paths(Context& c, const Request& r) {
     }
     dest = exchange::Destination{q->id(), false};
   }
+  // RabbitMQ answers every refusal of a binding change with this text.
   auto refused = [&]() -> std::optional<Response> {
-    if (source_name.empty()) return not_authorised("Access refused.");
-    if (auto r1 = refuse_unless(c, v->name(), auth::Access::kWrite,
-                                to_exchange ? "exchange" : "queue", dest_name)) {
-      return r1;
+    if (source_name.empty() ||
+        refuse_unless(c, v->name(), auth::Access::kWrite, to_exchange ? "exchange" : "queue",
+                      dest_name) ||
+        refuse_unless(c, v->name(), auth::Access::kRead, "exchange", source_name)) {
+      return not_authorised("Access refused.");
     }
-    return refuse_unless(c, v->name(), auth::Access::kRead, "exchange", source_name);
+    return std::nullopt;
   };
   if (p.size() == 6) {
     if (r.method == Method::kGet) return json_response(bindings_between(*v, source, &dest));
@@ -149,14 +151,27 @@ Response binding_paths(Context& c, const Request& r) {
   }
   // One binding, named by its properties key.
   const std::string& props = p[6];
-  const Json list = bindings_between(*v, source, &dest);
-  for (const Json& b : list) {
-    if (b["properties_key"] != props) continue;
-    if (r.method == Method::kGet) return json_response(b);
-    if (r.method != Method::kDelete) return method_not_allowed();
+  if (r.method != Method::kGet && r.method != Method::kDelete) return method_not_allowed();
+  if (source_name.empty()) {  // the implicit binding of the default exchange
+    if (to_exchange || props != properties_key(dest_name, {})) return not_found();
+    if (r.method == Method::kGet) return json_response(binding_json(v->name(), "", dest_name, false, dest_name, {}));
+    return not_authorised("Access refused.");
+  }
+  for (const auto& b : source->bindings) {
+    if (b.destination.id != dest.id || b.destination.is_exchange != dest.is_exchange ||
+        properties_key(b.routing_key, b.arguments) != props) {
+      continue;
+    }
+    if (r.method == Method::kGet) {
+      return json_response(binding_json(v->name(), source_name, dest_name, to_exchange,
+                                        b.routing_key, b.arguments));
+    }
     if (auto no = refused()) return *no;
-    auto args = json_to_table(b["arguments"]);
-    v->unbind(*source, dest, b["routing_key"].get<std::string>(), args ? *args : amqp::FieldTable{});
+    // The binding's own key and arguments (copied: unbinding destroys them), so that
+    // argument types JSON cannot tell apart still match.
+    const std::string key = b.routing_key;
+    const amqp::FieldTable args = b.arguments;
+    if (!v->unbind(*source, dest, key, args)) return not_found();
     return no_content();
   }
   return not_found();

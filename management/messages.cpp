@@ -1,9 +1,11 @@
 // POST /api/exchanges/{vhost}/{name}/publish and POST /api/queues/{vhost}/{name}/get:
 // RabbitMQ's "publish a message" and "get messages" for people and scripts, with its request
 // and answer shapes and error bodies (checked against RabbitMQ 3.10.8).
+#include <algorithm>
 #include <charconv>
 
 #include "amqp/properties.h"
+#include "auth/permission.h"
 #include "broker/broker.h"
 #include "broker/channel.h"
 #include "common/base64.h"
@@ -133,14 +135,35 @@ Json properties_json(std::string_view raw) {
   return j;
 }
 
-// RabbitMQ's "auto" encoding shows a payload as a string when it is valid UTF-8.
+// RabbitMQ's "auto" encoding shows a payload as a string when it is valid UTF-8 (RFC 3629:
+// no overlong forms, no surrogates, nothing above U+10FFFF).
 bool valid_utf8(std::string_view s) {
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
   for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const size_t n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : 4;
-    if (n == 4 || s.size() - i - 1 < n) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    const unsigned char c = byte(i);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (s.size() - i - 1 < n) return false;
+    if (byte(i + 1) < lo || byte(i + 1) > hi) return false;
+    for (size_t k = 2; k <= n; ++k) {
+      if ((byte(i + k) >> 6) != 0x2) return false;
     }
     i += n + 1;
   }
@@ -167,7 +190,7 @@ struct GetRequest {
   bool base64 = false;
   std::optional<size_t> truncate;
   Json out = Json::array();
-  std::vector<broker::QueueEntry> taken;  // held until the end when requeueing
+  std::vector<broker::QueueEntry> taken;  // held until the end, then requeued or rejected
   std::function<void(Response)> reply;
 };
 
@@ -215,20 +238,31 @@ std::optional<Response> run_get(const std::shared_ptr<GetRequest>& g) {
         break;
       }
       q->when_loaded([g] {
-        if (auto resp = run_get(g)) g->reply(std::move(*resp));
+        // Runs from the queue's load completion: nothing may escape it.
+        std::optional<Response> resp;
+        try {
+          resp = run_get(g);
+        } catch (const std::exception& e) {
+          resp = error_response(500, "internal_server_error", e.what());
+        }
+        if (resp) g->reply(std::move(*resp));
       });
       return std::nullopt;
     }
     count(g->no_ack ? S::kGetNoAck : S::kGet);
     if (e->redelivered) count(S::kRedeliver);
     g->out.push_back(message_json(*g, *e, q->ready_count()));
+    // Requeued or rejected at the end, so each message is taken once even when its
+    // dead-letter exchange routes it back here.
+    if (!g->no_ack) g->taken.push_back(std::move(*e));
+  }
+  for (auto& e : g->taken) {
     if (g->requeue) {
-      g->taken.push_back(std::move(*e));  // requeued at the end, so each is taken once
-    } else if (!g->no_ack) {
-      q->reject(std::move(*e));  // reject_requeue_false: dead-lettered when configured
+      q->requeue(std::move(e));
+    } else {
+      q->reject(std::move(e));  // reject_requeue_false: dead-lettered when configured
     }
   }
-  for (auto& e : g->taken) q->requeue(std::move(e));
   g->taken.clear();
   q->dispatch();
   return json_response(g->out);
@@ -249,8 +283,13 @@ Response publish_message(Context& c, const Request& r, broker::VHost& v, const s
   if (!xname.empty() && !x) {
     return bad_request("404 NOT_FOUND - no exchange '" + xname + "' in vhost '" + v.name() + "'");
   }
-  if (auto refused = refuse_unless(c, v.name(), auth::Access::kWrite, "exchange", xname)) {
-    return *refused;
+  // RabbitMQ answers refusals of a publish as 400 with the AMQP code in the text.
+  const std::string& who = c.user.name;
+  if (!c.local_operator &&
+      !c.broker.permitted(who, v.name(), auth::Access::kWrite, xname.empty() ? "amq.default" : xname)) {
+    return bad_request("403 ACCESS_REFUSED - " +
+                       auth::access_refused_text("exchange", xname.empty() ? "amq.default" : xname,
+                                                 v.name(), who));
   }
   const Json& rk = body->at("routing_key");
   const Json& payload = body->at("payload");
@@ -274,8 +313,21 @@ Response publish_message(Context& c, const Request& r, broker::VHost& v, const s
              {"reason", Json::array({"unsupported_encoding", encoding.get<std::string>()})}},
         400);
   }
-  broker::MessagePtr m =
-      broker::Message::rebuild(xname, rk.get<std::string>(), std::move(*props), std::move(bytes));
+  if (bytes.size() > c.broker.config().max_message_size) {
+    return bad_request("406 PRECONDITION_FAILED - message size " + std::to_string(bytes.size()) +
+                       " is larger than configured max size " +
+                       std::to_string(c.broker.config().max_message_size));
+  }
+  const std::string key = rk.get<std::string>();
+  if (x && x->type == "topic" && !c.local_operator) {
+    if (const auth::TopicPermission* tp = c.broker.users().topic_permission(who, v.name(), xname)) {
+      if (!auth::pattern_matches(auth::expand_topic_pattern(tp->write, who, v.name()), key)) {
+        return bad_request("403 ACCESS_REFUSED - " +
+                           auth::topic_refused_text(key, xname, v.name(), who));
+      }
+    }
+  }
+  broker::MessagePtr m = broker::Message::rebuild(xname, key, std::move(*props), std::move(bytes));
   if (m->summary.has_user_id) {
     auto p = amqp::BasicProperties::decode(m->properties, false);
     if (p.user_id != c.user.name) {
@@ -301,12 +353,40 @@ Response publish_message(Context& c, const Request& r, broker::VHost& v, const s
   if (x) x->stats.add(S::kPublish);
   bool routed = true;
   if (!v.route_delayed(x, m, m->routing_key)) {
-    std::vector<broker::Queue*> targets;
-    v.route(x, *m, m->routing_key, targets);
+    // Sender-selected distribution, as a channel does it: CC and BCC add routing keys.
+    std::vector<std::string> keys{m->routing_key};
+    if (m->summary.has_headers) {
+      auto p = amqp::BasicProperties::decode(m->properties, true);
+      for (const char* h : {"CC", "BCC"}) {
+        if (const amqp::FieldValue* hv = p.headers.find(h)) {
+          if (const amqp::FieldArray* a = hv->as_array()) {
+            for (const auto& k : *a)
+              if (auto s = k.as_string()) keys.emplace_back(*s);
+          }
+        }
+      }
+      if (p.headers.find("BCC")) {
+        p.headers.erase("BCC");
+        std::string rewritten;
+        amqp::Writer w(rewritten);
+        p.encode(w);
+        m->properties = std::move(rewritten);
+      }
+    }
+    std::vector<broker::Queue*> targets, more;
+    for (const auto& k : keys) {
+      v.route(x, *m, k, more);
+      targets.insert(targets.end(), more.begin(), more.end());
+    }
+    std::sort(targets.begin(), targets.end());
+    targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+    // RabbitMQ publishes mandatory: an unroutable message is "returned".
     routed = !targets.empty();
-    if (!routed) c.broker.stats().add(S::kDropUnroutable);
+    if (!routed) c.broker.stats().add(S::kReturnUnroutable);
     if (x && routed) x->stats.add(S::kPublishOut);
-    for (broker::Queue* q : targets) q->enqueue(m);  // enqueue dispatches to consumers
+    bool accepted = true;
+    for (broker::Queue* q : targets) accepted = q->enqueue(m) && accepted;  // dispatches too
+    if (!accepted) return bad_request("rejected Unable to publish message. Check queue limits.");
   }
   return json_response(Json{{"routed", routed}});
 }
@@ -372,6 +452,14 @@ Response get_messages(Context& c, const Request& r, const std::string& vname,
   }
   broker::VHost* v = accessible_vhost(c, vname, err);
   if (!v) return err;
+  if (broker::Queue* q = v->find_queue(qname); q && q->exclusive()) {
+    // The API is never the owning connection, as in RabbitMQ.
+    return bad_request("405 RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '" +
+                       qname + "' in vhost '" + vname +
+                       "'. It could be originally declared on another connection or the "
+                       "exclusive property value does not match that of the original "
+                       "declaration.");
+  }
   if (!v->find_queue(qname)) {
     return error_response(404, "not_found",
                           "NOT_FOUND - no queue '" + qname + "' in vhost '" + vname + "'");

@@ -171,9 +171,10 @@ def test_publish_and_get_need_permissions(sbroker, api):
     reader = Api(sbroker, "pg-reader", "pw")
     api.put("/queues/%2F/perm-q", {"durable": False})
     status, j, _ = publish(reader, "x", "perm-q")
-    assert status == 401
-    assert j["reason"] == ("access to exchange 'amq.default' in vhost '/' refused for user "
-                           "'pg-reader'")
+    # RabbitMQ answers a refused publish with 400 and the AMQP code in the text.
+    assert status == 400
+    assert j["reason"] == ("403 ACCESS_REFUSED - access to exchange 'amq.default' in vhost '/' "
+                           "refused for user 'pg-reader'")
     status, msgs, _ = get(reader, "perm-q")
     assert (status, msgs) == (200, [])
 
@@ -186,6 +187,80 @@ def test_get_waits_for_a_paged_out_head(api):
     status, msgs, _ = get(api, "lazy-q", count=50, ackmode="ack_requeue_false")
     assert status == 200
     assert [m["payload"] for m in msgs] == ["m%d" % i for i in range(50)]
+
+
+def test_publish_checks_as_a_channel_does(sbroker, api):
+    """Topic permissions, queue limits, max_message_size and CC/BCC apply to an API publish
+    as to a channel's (texts as RabbitMQ 3.10.8 answers them)."""
+    make_user(api, "pg-topic", "pw", vhost="/", tags="management")
+    api.put("/topic-permissions/%2F/pg-topic", {"exchange": "amq.topic", "write": "^a\\.", "read": ".*"})
+    topic = Api(sbroker, "pg-topic", "pw")
+    api.put("/queues/%2F/pg-tq", {"durable": False})
+    api.call("POST", "/bindings/%2F/e/amq.topic/q/pg-tq", {"routing_key": "#"})
+    assert publish(topic, "ok", "a.b", exchange="amq.topic")[1] == {"routed": True}
+    status, j, _ = publish(topic, "no", "b.x", exchange="amq.topic")
+    assert (status, j["reason"]) == (400, "403 ACCESS_REFUSED - access to topic 'b.x' in exchange "
+                                          "'amq.topic' in vhost '/' refused for user 'pg-topic'")
+    make_user(api, "pg-ro", "pw", vhost="/", conf="", write="", read=".*", tags="management")
+    status, j, _ = publish(Api(sbroker, "pg-ro", "pw"), "x", "pg-tq")
+    assert (status, j["reason"]) == (400, "403 ACCESS_REFUSED - access to exchange 'amq.default' "
+                                          "in vhost '/' refused for user 'pg-ro'")
+    api.put("/queues/%2F/pg-full", {"durable": False, "arguments": {
+        "x-max-length": 1, "x-overflow": "reject-publish"}})
+    assert publish(api, "1", "pg-full")[1] == {"routed": True}
+    status, j, _ = publish(api, "2", "pg-full")
+    assert (status, j["reason"]) == (400, "rejected Unable to publish message. Check queue limits.")
+    api.put("/queues/%2F/pg-cc", {"durable": False})
+    api.put("/queues/%2F/pg-bcc", {"durable": False})
+    assert publish(api, "copied", "pg-tq-none", properties={
+        "headers": {"CC": ["pg-cc"], "BCC": ["pg-bcc"]}})[1] == {"routed": True}
+    cc = get(api, "pg-cc", ackmode="ack_requeue_false")[1]
+    bcc = get(api, "pg-bcc", ackmode="ack_requeue_false")[1]
+    assert [m["payload"] for m in cc] == ["copied"] and [m["payload"] for m in bcc] == ["copied"]
+    assert cc[0]["properties"]["headers"] == {"CC": ["pg-cc"]}  # BCC is removed
+
+
+def test_publish_respects_max_message_size():
+    with tempfile.TemporaryDirectory(prefix="warren-test-") as d:
+        b = start_warren(d, http_port=None, config_text="max_message_size = 1000\n")
+        try:
+            api = Api(b)
+            api.put("/queues/%2F/big", {"durable": False})
+            status, j, _ = publish(api, "x" * 1001, "big")
+            assert (status, j["reason"]) == (400, "406 PRECONDITION_FAILED - message size 1001 is "
+                                                  "larger than configured max size 1000")
+            assert publish(api, "x" * 1000, "big")[1] == {"routed": True}
+        finally:
+            b.stop()
+
+
+def test_get_on_another_connections_exclusive_queue(sbroker, api):
+    conn = connect(sbroker, "guest", "guest")
+    try:
+        ch = conn.channel()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        status, j, _ = get(api, q)
+        assert status == 400
+        assert j["reason"].startswith("405 RESOURCE_LOCKED - cannot obtain exclusive access to "
+                                      "locked queue '%s' in vhost '/'" % q)
+    finally:
+        close_quietly(conn)
+
+
+def test_names_that_are_not_utf8_and_pathological_filters(sbroker, api):
+    """A queue name that is not UTF-8 is shown with replacement characters, never a failed
+    answer; a backtracking regex is cut off by PCRE's limits and the broker answers."""
+    assert api.call("PUT", "/queues/%2F/bad%C0%80name%FF", {"durable": False})[0] == 201
+    listed = api.get("/queues/%2F?columns=name")
+    assert any("name" in q["name"] and "\ufffd" in q["name"] for q in listed)
+    page = api.get("/queues/%2F?page=1&columns=name&name=bad")
+    assert page["filtered_count"] == 1
+    api.put("/queues/%2F/" + "a" * 200, {"durable": False})
+    status, j, _ = api.call("GET", "/queues/%2F?page=1&use_regex=true&name=%5E%28a%2B%29%2Bb%24")
+    assert status == 200 and j["filtered_count"] == 0
+    assert api.get("/overview")["node"]
+    api.delete("/queues/%2F/" + "a" * 200)
+    api.delete("/queues/%2F/bad%C0%80name%FF")
 
 
 # ---- bindings ----
@@ -244,6 +319,33 @@ def test_binding_path_errors(api):
     assert status == 404
     status, _, _ = api.call("GET", "/bindings/%2F/x/amq.direct/q/be-q")
     assert status == 404
+    make_user(api, "be-ro", "pw", vhost="/", conf="", write="", read=".*", tags="management")
+    status, j, _ = Api(api_broker(api), "be-ro", "pw").call(
+        "POST", "/bindings/%2F/e/amq.direct/q/be-q", {"routing_key": "k"})
+    assert (status, j["reason"]) == (401, "Access refused.")
+
+
+def api_broker(api):
+    class B:
+        http_port = int(api.base.split(":")[2].split("/")[0])
+    return B
+
+
+def test_binding_with_argument_types_json_cannot_carry_is_deleted(sbroker, api):
+    import decimal
+    api.put("/exchanges/%2F/typed-x", {"type": "headers", "durable": False})
+    api.put("/queues/%2F/typed-q", {"durable": False})
+    conn = connect(sbroker, "guest", "guest")
+    try:
+        conn.channel().queue_bind("typed-q", "typed-x", "", arguments={
+            "x-match": "all", "d": decimal.Decimal("1.5"), "raw": b"bytes"})
+    finally:
+        close_quietly(conn)
+    listed = api.get("/bindings/%2F/e/typed-x/q/typed-q")
+    assert len(listed) == 1
+    props = listed[0]["properties_key"]
+    assert api.call("DELETE", "/bindings/%2F/e/typed-x/q/typed-q/" + seg(props))[0] == 204
+    assert api.get("/bindings/%2F/e/typed-x/q/typed-q") == []
 
 
 # ---- rates ----
@@ -364,6 +466,8 @@ def test_pagination_sorting_and_columns(sbroker):
     conns = api.get("/connections?page=1")
     assert "items" in conns
     # Errors, as RabbitMQ words them.
+    # One empty page past the end is allowed, as RabbitMQ's sublist allows it.
+    assert api.get("/queues/pages?page=3&page_size=2")["items"] == []
     status, j, _ = api.call("GET", "/queues/pages?page=9&page_size=2")
     assert (status, j) == (400, {"error": "page_out_of_range",
                                  "reason": "Page out of range, page: 9 page size: 2, len: 4"})

@@ -98,20 +98,38 @@ TEST_CASE("listeners: port, host:port and bracketed IPv6") {
   CHECK(c.amqp_port == 5682);
   CHECK(error_of("listeners.tcp.default = 70000\n").find("test.conf:1:") == 0);
   CHECK_FALSE(error_of("listeners.tcp.default = 127.0.0.1:\n").empty());
+  // Every listeners.tcp.NAME is a listener; the first is also bind_address:amqp_port.
+  Config two = load("listeners.tcp.a = 127.0.0.1:5690\nlisteners.tcp.b = 5691\n");
+  CHECK(two.amqp_listeners ==
+        std::vector<std::pair<std::string, uint16_t>>{{"127.0.0.1", 5690}, {"0.0.0.0", 5691}});
+  CHECK(two.amqp_port == 5690);
+  CHECK(error_of("listeners.ssl.default = 127.0.0.1:x\n").find("listeners.ssl.default") !=
+        std::string::npos);
 }
 
 TEST_CASE("loopback_users") {
   CHECK(load("loopback_users = none\n").loopback_users.empty());
   Config c = load("loopback_users.guest = false\nloopback_users.alice = true\n");
   CHECK(c.loopback_users == std::vector<std::string>{"alice"});
+  // As RabbitMQ: the list is exactly the users set to true; none wins.
+  CHECK(load("loopback_users.bob = true\n").loopback_users == std::vector<std::string>{"bob"});
+  CHECK(load("loopback_users.bob = true\nloopback_users = none\n").loopback_users.empty());
   CHECK_FALSE(error_of("loopback_users = guest\n").empty());
   CHECK_FALSE(error_of("loopback_users.bob = yes\n").empty());
 }
 
 TEST_CASE("log levels") {
   for (const char* l : {"debug", "info", "warning", "error", "critical", "none"}) {
-    CHECK(load(std::string("log.console.level = ") + l + "\n").log_level == l);
+    CHECK(load(std::string("log.level = ") + l + "\n").log_level == l);
+    CHECK(load(std::string("log.console.level = ") + l + "\n").log_console_level == l);
+    CHECK(load(std::string("log.file.level = ") + l + "\n").log_file_level == l);
   }
+  const Config c = load("log.file = warren.log\nlog.dir = /var/log/warren\nlog.console = false\n");
+  CHECK(c.log_file == "warren.log");
+  CHECK(c.log_dir == "/var/log/warren");
+  CHECK_FALSE(c.log_console);
+  CHECK(load("log.file = false\n").log_file.empty());
+  CHECK_FALSE(error_of("log.console = maybe\n").empty());
   CHECK(error_of("log.level = verbose\n").find("test.conf:1: ") == 0);
 }
 
@@ -155,21 +173,26 @@ TEST_CASE("bad values name the file, line and key") {
 TEST_CASE("unknown keys become warnings and loading goes on") {
   const Config c = load("cluster_formation.peer_discovery_backend = classic_config\n"
                         "heartbeat = 20\n"
-                        "collect_statistics_interval = 5000\n");
+                        "cluster_name = prod\n"
+                        "cluster_formation.peer_discovery_backend = other\n");
   CHECK(c.heartbeat == 20);
+  // Once per key, at its first line.
   REQUIRE(c.warnings.size() == 2);
   CHECK(c.warnings[0].find("test.conf:1: ") == 0);
   CHECK(c.warnings[0].find("cluster_formation.peer_discovery_backend") != std::string::npos);
   CHECK(c.warnings[1].find("test.conf:3: ") == 0);
-  CHECK(c.warnings[1].find("collect_statistics_interval") != std::string::npos);
+  CHECK(c.warnings[1].find("cluster_name") != std::string::npos);
 }
 
 TEST_CASE("resource alarm keys with RabbitMQ's size units") {
-  const Config c = load("vm_memory_high_watermark.relative = 0.4\n"
-                        "vm_memory_high_watermark.absolute = 2GiB\n"
+  const Config c = load("vm_memory_high_watermark.absolute = 2GiB\n"
                         "disk_free_limit.absolute = 500MB\n");
-  CHECK(c.vm_memory_high_watermark_relative == doctest::Approx(0.4));
   CHECK(c.vm_memory_high_watermark_absolute == (2ull << 30));
+  // As in RabbitMQ, a relative watermark wins over an absolute one.
+  const Config both = load("vm_memory_high_watermark.relative = 0.4\n"
+                           "vm_memory_high_watermark.absolute = 2GiB\n");
+  CHECK(both.vm_memory_high_watermark_relative == doctest::Approx(0.4));
+  CHECK(both.vm_memory_high_watermark_absolute == 0);
   CHECK(c.disk_free_limit_absolute == 500'000'000ull);
   CHECK(load("disk_free_limit.absolute = 1000\n").disk_free_limit_absolute == 1000);
   CHECK(load("disk_free_limit.absolute = 3kb\n").disk_free_limit_absolute == 3000);
