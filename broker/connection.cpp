@@ -237,7 +237,20 @@ void Connection::send_start(bool amqp_0_8) {
   }
   start.mechanisms = mechanisms;
   start.locales = "en_US";
-  send_method(0, start);
+  // The frame is the same for every connection offered the same mechanisms: encode it once
+  // and send it by reference, so that no connection holds a kilobyte of buffer for it.
+  std::string frame;
+  amqp::write_method_frame(frame, 0, start);
+  static std::map<std::string, MessagePtr> shared_frames;  // a handful of variants
+  auto it = shared_frames.find(frame);
+  if (it == shared_frames.end()) {
+    if (shared_frames.size() >= 16) shared_frames.clear();
+    MessagePtr m(new Message);
+    m->body_storage = frame;
+    it = shared_frames.emplace(std::move(frame), std::move(m)).first;
+  }
+  out_.append_ref(it->second, it->second->body());
+  transport_.request_flush();
 }
 
 void Connection::silent_close(const std::string& why) {

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace warren::broker {
 
@@ -34,40 +35,63 @@ class MessageStats {
       "publish", "publish_out", "confirm", "return_unroutable", "drop_unroutable",
       "deliver", "deliver_no_ack", "get", "get_no_ack", "get_empty", "ack", "redeliver"};
 
+  MessageStats() = default;
+  MessageStats(const MessageStats& o) : totals_(o.totals_) {
+    if (o.sampling_) sampling_ = std::make_unique<Sampling>(*o.sampling_);
+  }
+  MessageStats& operator=(const MessageStats& o) {
+    if (this != &o) *this = MessageStats(o);
+    return *this;
+  }
+  MessageStats(MessageStats&&) = default;
+  MessageStats& operator=(MessageStats&&) = default;
+
   void add(Field f, uint64_t n = 1) { totals_[f] += n; }
   uint64_t total(Field f) const { return totals_[f]; }
-  double rate(Field f) const { return rates_[f]; }
+  double rate(Field f) const { return sampling_ ? sampling_->rates[f] : 0.0; }
   // deliver + deliver_no_ack + get + get_no_ack, as RabbitMQ's deliver_get.
   uint64_t deliver_get() const {
     return totals_[kDeliver] + totals_[kDeliverNoAck] + totals_[kGet] + totals_[kGetNoAck];
   }
   double deliver_get_rate() const {
-    return rates_[kDeliver] + rates_[kDeliverNoAck] + rates_[kGet] + rates_[kGetNoAck];
+    return rate(kDeliver) + rate(kDeliverNoAck) + rate(kGet) + rate(kGetNoAck);
   }
   bool any() const {
     for (uint64_t t : totals_)
       if (t) return true;
     return false;
   }
+  // Sums counters and rates (a vhost's or a user's view of several queues).
   void merge(const MessageStats& o) {
-    for (size_t i = 0; i < kCount; ++i) {
-      totals_[i] += o.totals_[i];
-      rates_[i] += o.rates_[i];
+    for (size_t i = 0; i < kCount; ++i) totals_[i] += o.totals_[i];
+    if (o.sampling_) {
+      if (!sampling_) sampling_ = std::make_unique<Sampling>();
+      for (size_t i = 0; i < kCount; ++i) sampling_->rates[i] += o.sampling_->rates[i];
     }
   }
 
   // Rates since the previous sample, `seconds` ago.
   void sample(double seconds) {
+    // An object that never counted anything (an idle channel, an unused queue) keeps no
+    // sampling state at all: its rates are 0.
+    if (!sampling_) {
+      if (!any()) return;
+      sampling_ = std::make_unique<Sampling>();
+    }
     for (size_t i = 0; i < kCount; ++i) {
-      rates_[i] = seconds > 0 ? static_cast<float>((totals_[i] - sampled_[i]) / seconds) : 0.0f;
-      sampled_[i] = totals_[i];
+      sampling_->rates[i] =
+          seconds > 0 ? static_cast<float>((totals_[i] - sampling_->sampled[i]) / seconds) : 0.0f;
+      sampling_->sampled[i] = totals_[i];
     }
   }
 
  private:
+  struct Sampling {
+    std::array<uint64_t, kCount> sampled{};
+    std::array<float, kCount> rates{};
+  };
   std::array<uint64_t, kCount> totals_{};
-  std::array<uint64_t, kCount> sampled_{};
-  std::array<float, kCount> rates_{};
+  std::unique_ptr<Sampling> sampling_;
 };
 
 // One counter and its rate (a connection's bytes received and sent).

@@ -14,7 +14,7 @@ using boost::system::error_code;
 namespace {
 // Small to start with (the handshake's frames fit), so that idle connections cost little; a read that fills the buffer
 // doubles it (up to kBusyReadBuffer, or whatever one frame needs) for busy publishers.
-constexpr size_t kInitialReadBuffer = 1024;
+constexpr size_t kInitialReadBuffer = 512;
 constexpr size_t kBusyReadBuffer = 256 * 1024;
 
 std::string describe(const asio::ip::tcp::socket& s, bool& loopback) {
