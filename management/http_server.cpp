@@ -133,27 +133,27 @@ class Session : public HttpSession, public std::enable_shared_from_this<Session<
       const uint64_t writes_before = broker_.store_writes();
       try {
         resp = route(broker_, r, authz, loopback_, server_.local_token(),
-                     [self = this->shared_from_this(), writes_before](Response later) {
-                       self->finish(std::move(later), writes_before);
+                     [self = this->shared_from_this(), writes_before,
+                      method = r.method](Response later) {
+                       self->finish(std::move(later), writes_before, method);
                      });
       } catch (const std::exception& e) {
         WLOG_ERROR("management API: {} failed: {}", std::string(req.target()), e.what());
         resp = error_response(500, "internal_server_error", e.what());
       }
       if (resp.status == 0) return;  // deferred: the handler answers through reply_later
-      return finish(std::move(resp), writes_before);
+      return finish(std::move(resp), writes_before, r.method);
     }
     write(std::move(resp), true);
   }
 
-  // A change of durable state is answered once it is committed.
-  void finish(Response resp, uint64_t writes_before) {
-    if (broker_.store_writes() != writes_before && broker_.store()) {
-      broker_.store()->sync([self = this->shared_from_this(), resp](bool ok) {
-        self->write(ok ? resp
-                       : error_response(500, "internal_server_error",
-                                        "the change could not be stored"),
-                    true);
+  // A change of durable state is answered once it is committed (a GET changes nothing: a
+  // list built in slices must not wait for the commits of AMQP traffic meanwhile).
+  void finish(Response resp, uint64_t writes_before, Method method) {
+    if (method != Method::kGet && broker_.store_writes() != writes_before && broker_.store()) {
+      broker_.store()->sync([self = this->shared_from_this(), resp = std::move(resp)](bool ok) mutable {
+        if (!ok) resp = error_response(500, "internal_server_error", "the change could not be stored");
+        self->write(std::move(resp), true);
       });
       return;
     }

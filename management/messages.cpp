@@ -2,6 +2,7 @@
 // RabbitMQ's "publish a message" and "get messages" for people and scripts, with its request
 // and answer shapes and error bodies (checked against RabbitMQ 3.10.8).
 #include <algorithm>
+#include <boost/asio/post.hpp>
 #include <charconv>
 
 #include "amqp/properties.h"
@@ -230,7 +231,21 @@ std::optional<Response> run_get(const std::shared_ptr<GetRequest>& g) {
     q->stats().add(f);
     g->broker->stats().add(f);
   };
+  size_t this_turn = 0;
   while (g->out.size() < g->count) {
+    if (++this_turn > 1000) {
+      // A large count is served in turns, so that message flow goes on meanwhile.
+      boost::asio::post(g->broker->executor(), [g] {
+        std::optional<Response> resp;
+        try {
+          resp = run_get(g);
+        } catch (const std::exception& e) {
+          resp = error_response(500, "internal_server_error", e.what());
+        }
+        if (resp) g->reply(std::move(*resp));
+      });
+      return std::nullopt;
+    }
     auto e = q->get(!g->no_ack);
     if (!e) {
       if (!q->head_paged_out()) {
@@ -465,6 +480,7 @@ Response get_messages(Context& c, const Request& r, const std::string& vname,
                           "NOT_FOUND - no queue '" + qname + "' in vhost '" + vname + "'");
   }
   if (auto refused = refuse_unless(c, vname, auth::Access::kRead, "queue", qname)) return *refused;
+  if (!c.reply_later) return error_response(500, "internal_server_error", "no session");
   g->reply = c.reply_later;
   if (auto resp = run_get(g)) return *resp;
   return deferred();

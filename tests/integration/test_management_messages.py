@@ -179,6 +179,28 @@ def test_publish_and_get_need_permissions(sbroker, api):
     assert (status, msgs) == (200, [])
 
 
+def test_get_of_many_messages_in_turns(sbroker, api):
+    """More than 1,000 messages are taken in turns between which AMQP work goes on; the
+    answer still has them all, in order, and requeues them all."""
+    api.put("/queues/%2F/many-get", {"durable": False})
+    conn = connect(sbroker, "guest", "guest")
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        for i in range(2500):
+            ch.basic_publish("", "many-get", b"%d" % i)
+    finally:
+        close_quietly(conn)
+    status, msgs, _ = get(api, "many-get", count=3000)
+    assert status == 200
+    assert [m["payload"] for m in msgs] == [str(i) for i in range(2500)]
+    assert msgs[-1]["message_count"] == 0
+    assert api.get("/queues/%2F/many-get")["messages"] == 2500
+    status, msgs, _ = get(api, "many-get", count=2500, ackmode="ack_requeue_false")
+    assert status == 200 and len(msgs) == 2500 and all(m["redelivered"] for m in msgs)
+    assert api.get("/queues/%2F/many-get")["messages"] == 0
+
+
 def test_get_waits_for_a_paged_out_head(api):
     api.put("/queues/%2F/lazy-q", {"durable": True, "arguments": {"x-queue-mode": "lazy"}})
     for i in range(50):
