@@ -23,6 +23,37 @@ bool has_reserved_prefix(std::string_view name) { return name.rfind("amq.", 0) =
 
 }  // namespace
 
+namespace {
+std::string type_name(const amqp::FieldValue& v);
+}  // namespace
+
+void sender_selected_keys(Message& msg, std::vector<std::string>& keys) {
+  if (!msg.summary.has_headers || (!amqp::raw_headers_have_key(msg.properties, "CC") &&
+                                   !amqp::raw_headers_have_key(msg.properties, "BCC"))) {
+    return;
+  }
+  auto props = amqp::BasicProperties::decode(msg.properties, true);
+  for (const char* h : {"CC", "BCC"}) {
+    if (const amqp::FieldValue* v = props.headers.find(h)) {
+      const amqp::FieldArray* a = v->as_array();
+      if (!a) {
+        throw ChannelError(ReplyCode::kPreconditionFailed,
+                           std::string("invalid message: {unacceptable_type_in_header,\"") + h +
+                               "\"," + type_name(*v) + "}");
+      }
+      for (const auto& k : *a)
+        if (auto s = k.as_string()) keys.emplace_back(*s);
+    }
+  }
+  if (props.headers.find("BCC")) {
+    props.headers.erase("BCC");
+    std::string rewritten;
+    amqp::Writer w(rewritten);
+    props.encode(w);
+    msg.properties = std::move(rewritten);  // not shared yet: still the publisher's to change
+  }
+}
+
 int64_t parse_expiration(std::string_view s) {
   std::string err;
   size_t i = 0;
@@ -931,31 +962,8 @@ bool Channel::publish(const std::string& exchange, const std::string& routing_ke
   if (!exchange.empty() && !x) return true;  // deleted since (tx commit): dropped, as RabbitMQ
   if (x) x->stats.add(MessageStats::kPublish);
 
-  // Sender-selected distribution: CC and BCC headers add routing keys; BCC is removed.
   std::vector<std::string> extra_keys;
-  if (msg->summary.has_headers && (amqp::raw_headers_have_key(msg->properties, "CC") ||
-                                   amqp::raw_headers_have_key(msg->properties, "BCC"))) {
-    auto props = amqp::BasicProperties::decode(msg->properties, true);
-    for (const char* h : {"CC", "BCC"}) {
-      if (const amqp::FieldValue* v = props.headers.find(h)) {
-        const amqp::FieldArray* a = v->as_array();
-        if (!a) {
-          throw ChannelError(ReplyCode::kPreconditionFailed,
-                             std::string("invalid message: {unacceptable_type_in_header,\"") + h +
-                                 "\"," + type_name(*v) + "}");
-        }
-        for (const auto& k : *a)
-          if (auto s = k.as_string()) extra_keys.emplace_back(*s);
-      }
-    }
-    if (props.headers.find("BCC")) {
-      props.headers.erase("BCC");
-      std::string rewritten;
-      amqp::Writer w(rewritten);
-      props.encode(w);
-      msg->properties = std::move(rewritten);  // not shared yet: still ours to change
-    }
-  }
+  sender_selected_keys(*msg, extra_keys);
   if (vh.route_delayed(x, msg, routing_key)) return true;
   vh.route(x, *msg, routing_key, route_scratch_);
   if (!extra_keys.empty()) {

@@ -29,6 +29,10 @@ struct Exchange;
 // queue.declare's argument checks, shared with the management API: RabbitMQ's 406 text for
 // the first bad argument of a queue described by `where` ("queue 'q' in vhost '/'"), or "".
 std::string queue_arguments_error(const amqp::FieldTable& args, const std::string& where);
+// Sender-selected distribution: appends the routing keys of the CC and BCC headers to `keys`
+// and removes BCC from the message's properties (the message must not be shared yet).
+// Throws ChannelError (406) for a CC or BCC header that is not an array, as RabbitMQ.
+void sender_selected_keys(Message& msg, std::vector<std::string>& keys);
 // The expiration property: a non-negative integer of milliseconds, as RabbitMQ's
 // rabbit_basic:parse_expiration reads it; anything else throws ChannelError (406).
 int64_t parse_expiration(std::string_view s);

@@ -260,6 +260,20 @@ bool parse_positive(const std::string& s, size_t& out) {
   return out > 0;
 }
 
+// `page` and `page_size` (default 100, at most 500) with RabbitMQ's errors.
+std::optional<Response> parse_page(const std::string& page_text, const std::string* size_text,
+                                   size_t& page, size_t& page_size) {
+  if (!parse_positive(page_text, page) || (size_text && !parse_positive(*size_text, page_size))) {
+    return bad_request("Pagination parameters are invalid");
+  }
+  if (page_size > 500) {
+    return error_response(400, "invalid_pagination_parameters",
+                          "Invalid pagination parameters: page number " + std::to_string(page) +
+                              ", page size " + std::to_string(page_size));
+  }
+  return std::nullopt;
+}
+
 bool contains_caseless(std::string_view hay, std::string_view needle) {
   auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), [](char a, char b) {
     return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
@@ -335,15 +349,7 @@ Response lazy_list_per_vhost(Context& c, const Request& r,
   if (page_text) {
     // The page is picked here, on names and sort keys; only its objects are built.
     size_t page = 0, page_size = 100;
-    if (!parse_positive(*page_text, page)) return bad_request("Pagination parameters are invalid");
-    if (const std::string* ps = q("page_size"); ps && !parse_positive(*ps, page_size)) {
-      return bad_request("Pagination parameters are invalid");
-    }
-    if (page_size > 500) {
-      return error_response(400, "invalid_pagination_parameters",
-                            "Invalid pagination parameters: page number " +
-                                std::to_string(page) + ", page size " + std::to_string(page_size));
-    }
+    if (auto bad = parse_page(*page_text, q("page_size"), page, page_size)) return *bad;
     const size_t total = b->items.size();
     if (const std::string* name = q("name"); name && !name->empty()) {
       std::function<bool(const std::string&)> match;
@@ -432,15 +438,7 @@ Response list_response(const Request& r, Json list) {
   const size_t total = list.size();
   size_t page = 0, page_size = 100;
   if (page_text) {
-    if (!parse_positive(*page_text, page)) return bad_request("Pagination parameters are invalid");
-    if (const std::string* ps = q("page_size"); ps && !parse_positive(*ps, page_size)) {
-      return bad_request("Pagination parameters are invalid");
-    }
-    if (page_size > 500) {
-      return error_response(400, "invalid_pagination_parameters",
-                            "Invalid pagination parameters: page number " +
-                                std::to_string(page) + ", page size " + std::to_string(page_size));
-    }
+    if (auto bad = parse_page(*page_text, q("page_size"), page, page_size)) return *bad;
     // As RabbitMQ: the name filter applies to paginated requests.
     if (const std::string* name = q("name"); name && !name->empty()) {
       const std::string* re = q("use_regex");

@@ -216,6 +216,19 @@ Json message_json(const GetRequest& g, const broker::QueueEntry& e, size_t remai
   return j;
 }
 
+std::optional<Response> run_get(const std::shared_ptr<GetRequest>& g);
+
+// Goes on with a get from a posted handler or a load completion: nothing may escape it.
+void continue_get(const std::shared_ptr<GetRequest>& g) {
+  std::optional<Response> resp;
+  try {
+    resp = run_get(g);
+  } catch (const std::exception& e) {
+    resp = error_response(500, "internal_server_error", e.what());
+  }
+  if (resp) g->reply(std::move(*resp));
+}
+
 // Takes messages until `count` are out, the queue is empty, or its head must first be read
 // back from the store (then continues once it is). Returns the answer, or nullopt when it
 // will come through g->reply.
@@ -235,15 +248,7 @@ std::optional<Response> run_get(const std::shared_ptr<GetRequest>& g) {
   while (g->out.size() < g->count) {
     if (++this_turn > 1000) {
       // A large count is served in turns, so that message flow goes on meanwhile.
-      boost::asio::post(g->broker->executor(), [g] {
-        std::optional<Response> resp;
-        try {
-          resp = run_get(g);
-        } catch (const std::exception& e) {
-          resp = error_response(500, "internal_server_error", e.what());
-        }
-        if (resp) g->reply(std::move(*resp));
-      });
+      boost::asio::post(g->broker->executor(), [g] { continue_get(g); });
       return std::nullopt;
     }
     auto e = q->get(!g->no_ack);
@@ -252,16 +257,7 @@ std::optional<Response> run_get(const std::shared_ptr<GetRequest>& g) {
         count(S::kGetEmpty);
         break;
       }
-      q->when_loaded([g] {
-        // Runs from the queue's load completion: nothing may escape it.
-        std::optional<Response> resp;
-        try {
-          resp = run_get(g);
-        } catch (const std::exception& e) {
-          resp = error_response(500, "internal_server_error", e.what());
-        }
-        if (resp) g->reply(std::move(*resp));
-      });
+      q->when_loaded([g] { continue_get(g); });
       return std::nullopt;
     }
     count(g->no_ack ? S::kGetNoAck : S::kGet);
@@ -370,23 +366,10 @@ Response publish_message(Context& c, const Request& r, broker::VHost& v, const s
   if (!v.route_delayed(x, m, m->routing_key)) {
     // Sender-selected distribution, as a channel does it: CC and BCC add routing keys.
     std::vector<std::string> keys{m->routing_key};
-    if (m->summary.has_headers) {
-      auto p = amqp::BasicProperties::decode(m->properties, true);
-      for (const char* h : {"CC", "BCC"}) {
-        if (const amqp::FieldValue* hv = p.headers.find(h)) {
-          if (const amqp::FieldArray* a = hv->as_array()) {
-            for (const auto& k : *a)
-              if (auto s = k.as_string()) keys.emplace_back(*s);
-          }
-        }
-      }
-      if (p.headers.find("BCC")) {
-        p.headers.erase("BCC");
-        std::string rewritten;
-        amqp::Writer w(rewritten);
-        p.encode(w);
-        m->properties = std::move(rewritten);
-      }
+    try {
+      broker::sender_selected_keys(*m, keys);
+    } catch (const amqp::ChannelError& e) {
+      return bad_request(std::string("406 PRECONDITION_FAILED - ") + e.what());
     }
     std::vector<broker::Queue*> targets, more;
     for (const auto& k : keys) {
