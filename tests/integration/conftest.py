@@ -68,7 +68,10 @@ class Broker:
                 return f.read()
         return ""
 
-    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+    def stop(self, sig=signal.SIGTERM, timeout=30.0):
+        """Signals the broker and waits for it to exit. Warren stops in well under a second;
+        the bound is generous for a loaded 2-core CI machine. A broker that does not stop
+        fails the test with the end of its log."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
@@ -77,7 +80,8 @@ class Broker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise
+            raise AssertionError("warren did not stop within %.0f s of signal %d; its log ends:\n%s"
+                                 % (timeout, sig, self.log()[-3000:]))
 
     def restart(self):
         """Stops (if running) and starts again on the same port and data directory."""
