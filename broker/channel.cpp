@@ -822,7 +822,7 @@ void Channel::consumer_cancelled_by_queue(Consumer& c) {
   if (it == consumers_.end() || it->second.get() != &c) return;
   consumers_.erase(it);
   c.cancelled = true;
-  if (conn_.client_capability("consumer_cancel_notify") && state_ == State::kOpen) {
+  if (conn_.client_capability(Connection::kConsumerCancelNotify) && state_ == State::kOpen) {
     amqp::BasicCancel cancel;
     cancel.consumer_tag = c.tag;
     cancel.no_wait = true;
@@ -1007,11 +1007,7 @@ void Channel::flush_confirms() {
   }
   auto ack_upto = [this](uint64_t upto) {
     if (upto <= acked_upto_) return;
-    count(MessageStats::kConfirm);
-    if (upto - acked_upto_ > 1) {
-      stats_.add(MessageStats::kConfirm, upto - acked_upto_ - 1);
-      conn_.broker().stats().add(MessageStats::kConfirm, upto - acked_upto_ - 1);
-    }
+    count(MessageStats::kConfirm, nullptr, upto - acked_upto_);
     amqp::BasicAck ack;
     ack.delivery_tag = upto;
     ack.multiple = upto - acked_upto_ > 1;
@@ -1170,10 +1166,10 @@ void Channel::settle_one(Unacked& u, SettleKind kind, bool requeue) {
   }
 }
 
-void Channel::count(MessageStats::Field f, Queue* q) {
-  stats_.add(f);
-  conn_.broker().stats().add(f);
-  if (q) q->stats().add(f);
+void Channel::count(MessageStats::Field f, Queue* q, uint64_t n) {
+  stats_.add(f, n);
+  conn_.broker().stats().add(f, n);
+  if (q) q->stats().add(f, n);
 }
 
 void Channel::settle(SettleKind kind, uint64_t tag, bool multiple, bool requeue, bool check) {

@@ -85,7 +85,7 @@ class Channel {
 
  private:
   // Counts `f` for this channel, the broker and, when given, the queue.
-  void count(MessageStats::Field f, Queue* q = nullptr);
+  void count(MessageStats::Field f, Queue* q = nullptr, uint64_t n = 1);
   MessageStats stats_;
   struct Unacked {
     uint64_t tag = 0;

@@ -55,14 +55,6 @@ amqp::FieldTable Connection::client_properties() const {
   }
 }
 
-bool Connection::client_capability(std::string_view name) const {
-  const amqp::FieldTable props = client_properties();
-  const amqp::FieldValue* caps = props.find("capabilities");
-  if (!caps || !caps->as_table()) return false;
-  const amqp::FieldValue* v = caps->as_table()->find(name);
-  return v && v->as_bool().value_or(false);
-}
-
 size_t Connection::on_bytes(const uint8_t* data, size_t len) {
   size_t used = 0;
   try {
@@ -164,7 +156,7 @@ void Connection::apply_alarm(bool alarmed, const std::string& reason) {
   if (state_ != State::kOpen) return;
   if (alarmed && published_ && !blocked_) {
     blocked_ = true;
-    if (client_capability("connection.blocked")) {
+    if (client_capability(kConnectionBlocked)) {
       amqp::ConnectionBlocked b;
       b.reason = reason;
       send_method(0, b);
@@ -172,7 +164,7 @@ void Connection::apply_alarm(bool alarmed, const std::string& reason) {
     transport_.pause_reading(true);
   } else if (!alarmed && blocked_) {
     blocked_ = false;
-    if (client_capability("connection.blocked")) send_method(0, amqp::ConnectionUnblocked{});
+    if (client_capability(kConnectionBlocked)) send_method(0, amqp::ConnectionUnblocked{});
     if (!flow_paused_) transport_.pause_reading(false);
   }
 }
@@ -371,6 +363,16 @@ void Connection::on_start_ok(const amqp::ConnectionStartOk& m) {
   amqp::Writer w(client_properties_);
   amqp::encode_table(w, m.client_properties);
   client_properties_.shrink_to_fit();
+  capabilities_ = 0;
+  if (const amqp::FieldValue* caps = m.client_properties.find("capabilities"); caps && caps->as_table()) {
+    auto on = [&](const char* name) {
+      const amqp::FieldValue* v = caps->as_table()->find(name);
+      return v && v->as_bool().value_or(false);
+    };
+    if (on("consumer_cancel_notify")) capabilities_ |= kConsumerCancelNotify;
+    if (on("connection.blocked")) capabilities_ |= kConnectionBlocked;
+    if (on("authentication_failure_close")) capabilities_ |= kAuthenticationFailureClose;
+  }
   const auto offered = offered_mechanisms();
   if (std::find(offered.begin(), offered.end(), m.mechanism) == offered.end()) {
     return silent_close("unknown authentication mechanism '" + std::string(m.mechanism) + "'");
@@ -401,7 +403,7 @@ void Connection::on_start_ok(const amqp::ConnectionStartOk& m) {
   auto refuse = [&](const std::string& why) {
     WLOG_WARN("closing connection {}: {} login refused: {}", peer_, m.mechanism, why);
     broker_.login_throttle().record_failure(address, now_ms());
-    if (!client_capability("authentication_failure_close")) return silent_close(why);
+    if (!client_capability(kAuthenticationFailureClose)) return silent_close(why);
     fail(ConnectionError(ReplyCode::kAccessRefused,
                          "Login was refused using authentication mechanism " +
                              std::string(m.mechanism) + ". For details see the broker logfile."),

@@ -134,7 +134,13 @@ class Connection {
   const std::string& user() const { return user_; }
   const std::string& peer() const { return peer_; }
   uint32_t frame_max() const { return frame_max_; }
-  bool client_capability(std::string_view name) const;
+  // The client capabilities the broker acts on (connection.start-ok's client_properties).
+  enum Capability : uint8_t {
+    kConsumerCancelNotify = 1,
+    kConnectionBlocked = 2,
+    kAuthenticationFailureClose = 4,
+  };
+  bool client_capability(Capability c) const { return (capabilities_ & c) != 0; }
   void request_flush() { transport_.request_flush(); }
 
   // Frame writers for channels.
@@ -206,6 +212,7 @@ class Connection {
   PermissionCache permission_cache_;
   VHost* vhost_ = nullptr;
   std::string client_properties_;  // encoded field table
+  uint8_t capabilities_ = 0;  // Capability bits, read once from client_properties
   uint16_t channel_max_ = 2047;
   uint32_t frame_max_ = 131072;
   uint16_t heartbeat_ = 0;

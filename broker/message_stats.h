@@ -35,17 +35,6 @@ class MessageStats {
       "publish", "publish_out", "confirm", "return_unroutable", "drop_unroutable",
       "deliver", "deliver_no_ack", "get", "get_no_ack", "get_empty", "ack", "redeliver"};
 
-  MessageStats() = default;
-  MessageStats(const MessageStats& o) : totals_(o.totals_) {
-    if (o.sampling_) sampling_ = std::make_unique<Sampling>(*o.sampling_);
-  }
-  MessageStats& operator=(const MessageStats& o) {
-    if (this != &o) *this = MessageStats(o);
-    return *this;
-  }
-  MessageStats(MessageStats&&) = default;
-  MessageStats& operator=(MessageStats&&) = default;
-
   void add(Field f, uint64_t n = 1) { totals_[f] += n; }
   uint64_t total(Field f) const { return totals_[f]; }
   double rate(Field f) const { return sampling_ ? sampling_->rates[f] : 0.0; }

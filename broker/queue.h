@@ -118,11 +118,10 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   const MessageStats& stats() const { return stats_; }
   void sample_stats(double seconds) {
     stats_.sample(seconds);
-    messages_rate_.sample(static_cast<int64_t>(ready_count() + unacked_), seconds);
     ready_rate_.sample(static_cast<int64_t>(ready_count()), seconds);
     unacked_rate_.sample(static_cast<int64_t>(unacked_), seconds);
   }
-  double messages_rate() const { return messages_rate_.rate; }
+  double messages_rate() const { return ready_rate_.rate + unacked_rate_.rate; }
   double ready_rate() const { return ready_rate_.rate; }
   double unacked_rate() const { return unacked_rate_.rate; }
   size_t consumer_count() const { return consumers_.size(); }
@@ -232,7 +231,7 @@ class Queue : public boost::intrusive_ref_counter<Queue, boost::thread_unsafe_co
   uint64_t next_seq_ = 1;
   size_t unacked_ = 0;
   MessageStats stats_;
-  GaugeRate messages_rate_, ready_rate_, unacked_rate_;
+  GaugeRate ready_rate_, unacked_rate_;
   std::vector<Consumer*> consumers_;  // in registration order
   size_t next_consumer_ = 0;
 

@@ -63,15 +63,16 @@ class Api:
         return status
 
 
-def start_mgmt_broker(data_dir, bind="127.0.0.1", extra_args=None):
-    return start_warren(data_dir, http_port=None, bind=bind, extra_args=extra_args)
+def start_mgmt_broker(data_dir, bind="127.0.0.1", extra_args=None, config_text=None):
+    return start_warren(data_dir, http_port=None, bind=bind, extra_args=extra_args,
+                        config_text=config_text)
 
 
-def _mgmt_broker():
+def _mgmt_broker(config_text=None):
     if EXTERNAL:
         pytest.skip("needs a Warren process (WARREN_TEST_BROKER is set)")
     with tempfile.TemporaryDirectory(prefix="warren-test-") as d:
-        b = start_mgmt_broker(d)
+        b = start_mgmt_broker(d, config_text=config_text)
         try:
             yield b
         finally:
@@ -82,6 +83,12 @@ def _mgmt_broker():
 def mbroker():
     """A Warren of the module's own with its management API on."""
     yield from _mgmt_broker()
+
+
+def rates_broker(interval_ms):
+    """A management broker of its own that samples message rates every `interval_ms`
+    (RabbitMQ's collect_statistics_interval, 5 s by default), so that rates move quickly."""
+    yield from _mgmt_broker("collect_statistics_interval = %d\n" % interval_ms)
 
 
 @pytest.fixture

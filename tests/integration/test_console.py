@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 
@@ -24,9 +23,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from conftest import EXTERNAL, start_warren
 from helpers import close_quietly
-from mgmt_helpers import Api, api, connect, make_user, seg  # noqa: F401
+from mgmt_helpers import Api, api, connect, make_user, rates_broker, seg  # noqa: F401
 
 pytestmark = pytest.mark.warren_only
 
@@ -38,16 +36,8 @@ WAIT = 20      # seconds any one expected change of the page may take
 
 @pytest.fixture(scope="module")
 def mbroker():
-    """A Warren with its management API that samples message rates every 500 ms (RabbitMQ's
-    collect_statistics_interval; 5 s by default), so that the rate charts move quickly."""
-    if EXTERNAL:
-        pytest.skip("needs a Warren process (WARREN_TEST_BROKER is set)")
-    with tempfile.TemporaryDirectory(prefix="warren-test-") as d:
-        b = start_warren(d, http_port=None, config_text="collect_statistics_interval = 500\n")
-        try:
-            yield b
-        finally:
-            b.stop()
+    """Rates sampled every 500 ms, so that the rate charts move quickly."""
+    yield from rates_broker(500)
 
 
 @pytest.fixture(scope="module")

@@ -16,20 +16,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import start_warren
 from helpers import close_quietly, wait_for
-from mgmt_helpers import Api, connect, make_user, seg
+from mgmt_helpers import Api, connect, make_user, rates_broker, seg
 
 pytestmark = pytest.mark.warren_only
 
 
 @pytest.fixture(scope="module")
 def sbroker():
-    """A Warren sampling message rates every 300 ms, so that rates show quickly."""
-    with tempfile.TemporaryDirectory(prefix="warren-test-") as d:
-        b = start_warren(d, http_port=None, config_text="collect_statistics_interval = 300\n")
-        try:
-            yield b
-        finally:
-            b.stop()
+    """Rates sampled every 300 ms, so that they show quickly."""
+    yield from rates_broker(300)
 
 
 @pytest.fixture
@@ -42,6 +37,18 @@ def publish(api, payload, routing_key, exchange="amq.default", vhost="/", proper
     return api.call("POST", "/exchanges/%s/%s/publish" % (seg(vhost), seg(exchange)),
                     {"properties": properties or {}, "routing_key": routing_key,
                      "payload": payload, "payload_encoding": encoding})
+
+
+def publish_amqp(broker, queue, bodies):
+    """Publishes `bodies` to `queue` over AMQP with confirms (all in when it returns)."""
+    conn = connect(broker, "guest", "guest")
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        for body in bodies:
+            ch.basic_publish("", queue, body)
+    finally:
+        close_quietly(conn)
 
 
 def get(api, queue, count=1, ackmode="ack_requeue_true", encoding="auto", vhost="/", **extra):
@@ -183,14 +190,7 @@ def test_get_of_many_messages_in_turns(sbroker, api):
     """More than 1,000 messages are taken in turns between which AMQP work goes on; the
     answer still has them all, in order, and requeues them all."""
     api.put("/queues/%2F/many-get", {"durable": False})
-    conn = connect(sbroker, "guest", "guest")
-    try:
-        ch = conn.channel()
-        ch.confirm_delivery()
-        for i in range(2500):
-            ch.basic_publish("", "many-get", b"%d" % i)
-    finally:
-        close_quietly(conn)
+    publish_amqp(sbroker, "many-get", [b"%d" % i for i in range(2500)])
     status, msgs, _ = get(api, "many-get", count=3000)
     assert status == 200
     assert [m["payload"] for m in msgs] == [str(i) for i in range(2500)]

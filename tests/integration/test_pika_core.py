@@ -63,6 +63,34 @@ def test_connect_and_client_close(broker):
     fresh_health_check(broker)
 
 
+def test_idle_connection_keeps_working_after_its_buffers_are_released(broker):
+    """After a second without traffic the broker gives back an idle connection's empty
+    buffers (Connection::trim_if_idle); the connection, an idle consumer on it and a
+    multi-frame message must all work after that, in both directions."""
+    c = pika.BlockingConnection(broker.pika_params(heartbeat=0))
+    try:
+        ch = c.channel()
+        q = temp_queue(ch)
+        got = []
+        consume_into(ch, q, got)
+        c.sleep(2.5)  # the broker's tick trims after a second idle (ticks every 200 ms)
+        big = bytes(range(256)) * 2048  # 512 KiB: several frames and a grown read buffer
+        ch.basic_publish("", q, big)
+        ch.basic_publish("", q, b"small")
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            c.process_data_events(0.1)
+        assert [b for _, _, b in got] == [big, b"small"]
+        c.sleep(2.5)  # idle again: trimmed a second time
+        ch.basic_publish("", q, b"again")
+        deadline = time.monotonic() + 10
+        while len(got) < 3 and time.monotonic() < deadline:
+            c.process_data_events(0.1)
+        assert got[2][2] == b"again"
+    finally:
+        close_quietly(c)
+
+
 def test_server_properties_product_and_version(conn):
     props = conn._impl.server_properties
     assert isinstance(props["product"], str) and props["product"]
